@@ -48,6 +48,15 @@ class DataConfig(_Strict):
     min_user_interactions: int = 3  # leave-one-out needs >= 3 (train, valid, test)
     min_rating: float | None = None  # drop ratings below this (explicit-feedback datasets)
 
+    @property
+    def scene_name(self) -> str:
+        return self.scene or self.dataset
+
+    @property
+    def processed_dir(self) -> Path:
+        """Where ``coldrec preprocess`` writes this dataset (layout in ``coldrec.data.schema``)."""
+        return Path(self.output_dir) / self.scene_name
+
 
 class ModelConfig(_Strict):
     backbone: str = DEFAULT_BACKBONE  # "minilm", a Hugging Face model directory, or a hub name cached locally
