@@ -1,0 +1,30 @@
+"""Connecting to Ray the same way from the CLI, jobs and the demo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Nothing may be fetched from a model hub at run time; tokenizers' own threads fight Ray's.
+RUNTIME_ENV_VARS = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def package_dir() -> str:
+    return str(Path(__file__).resolve().parent)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start or join Ray once; ship the ``coldrec`` package to workers with ``py_modules``.
+
+    Inside ``ray job submit`` (RAY_ADDRESS is set) this joins the cluster; on a laptop it
+    starts a local Ray. The package travels as a py_module because ``platform/`` is not on
+    the workers' path, exactly like Anyscale's templates ship their package.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    for key, value in RUNTIME_ENV_VARS.items():
+        os.environ.setdefault(key, value)
+    runtime_env = {"py_modules": [package_dir()], "env_vars": dict(RUNTIME_ENV_VARS)}
+    ray.init(address=address, num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=True)
