@@ -1,0 +1,74 @@
+"""Turning rows of training examples into model inputs (the last step before the towers).
+
+A batch arrives from Ray Data as ``dict[str, np.ndarray]`` with the columns
+``profile_text``, ``target_text`` and ``target`` (one row per positive pair). The
+collate tokenizes each side with its own token budget and hashes the target ids,
+so the loss can tell when two rows of a (gathered) batch hold the same item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+# The only columns training reads; selecting them early keeps the object store small.
+TRAIN_COLUMNS = ["profile_text", "target_text", "target"]
+
+
+def stable_item_key(item_id: str) -> int:
+    """A signed 64-bit hash of an item id that is the same in every process and run.
+
+    Python's ``hash`` is salted per process, so two workers would disagree about it.
+    """
+    digest = hashlib.blake2b(str(item_id).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def item_keys(item_ids: Iterable[str]) -> torch.Tensor:
+    """(batch,) int64 keys for a batch of item ids."""
+    return torch.tensor([stable_item_key(i) for i in item_ids], dtype=torch.int64)
+
+
+def _texts(column: Any) -> list[str]:
+    # Missing text becomes "" rather than the string "None": an empty input still
+    # tokenizes to [CLS] [SEP] and keeps the row aligned with its pair.
+    return ["" if t is None else str(t) for t in column]
+
+
+class TokenizingCollate:
+    """Callable for ``iter_torch_batches(collate_fn=...)``: numpy columns in, tensors out.
+
+    Output keys (all tensors, shapes ``(batch, tokens)`` or ``(batch,)``):
+    ``user_input_ids``, ``user_attention_mask`` (at most ``max_user_tokens``),
+    ``item_input_ids``, ``item_attention_mask`` (at most ``max_item_tokens``) and
+    ``item_keys`` (int64 hashes of ``target``).
+    """
+
+    def __init__(self, tokenizer, max_user_tokens: int, max_item_tokens: int):
+        if max_user_tokens <= 0 or max_item_tokens <= 0:
+            raise ValueError("token budgets must be positive")
+        self.tokenizer = tokenizer
+        self.max_user_tokens = max_user_tokens
+        self.max_item_tokens = max_item_tokens
+
+    def _tokenize(self, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
+        # Pad to the longest row in this batch, not to the budget: short texts stay cheap.
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        missing = [c for c in TRAIN_COLUMNS if c not in batch]
+        if missing:
+            raise KeyError(f"training batch lacks columns {missing}; has {sorted(batch)}")
+        user = self._tokenize(_texts(batch["profile_text"]), self.max_user_tokens)
+        item = self._tokenize(_texts(batch["target_text"]), self.max_item_tokens)
+        return {
+            "user_input_ids": user["input_ids"],
+            "user_attention_mask": user["attention_mask"],
+            "item_input_ids": item["input_ids"],
+            "item_attention_mask": item["attention_mask"],
+            "item_keys": item_keys(batch["target"]),
+        }

@@ -1,0 +1,208 @@
+"""What each Ray Train worker runs: fine-tune the two towers with in-batch InfoNCE.
+
+``train_loop_per_worker(config)`` receives ``PipelineConfig.model_dump()`` (Ray wants a
+plain dict) with absolute paths, rebuilds the typed config at once, and per epoch:
+trains on its shard of ``examples/train`` (tokenized in :class:`TokenizingCollate`),
+scores validation Recall@K on rank 0, and reports the same metrics from every rank;
+rank 0 attaches a checkpoint (HF dir + coldrec.json + train_state.pt). If Ray hands the
+worker a checkpoint (a rerun of a run with the same name), training resumes from it.
+Returns the per-epoch metric history (Ray keeps rank 0's as ``Result.return_value``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coldrec.config import PipelineConfig
+from coldrec.data.processed import load_examples, load_items
+from coldrec.model.backbone import load_backbone
+from coldrec.model.checkpoint import EncoderSettings, save_checkpoint
+from coldrec.model.loss import InfoNCELoss
+from coldrec.model.towers import TwoTowerModel
+from coldrec.train.batching import TokenizingCollate
+from coldrec.train.validation import recall_at_k, sample_examples
+
+TRAIN_STATE_FILE = "train_state.pt"
+LOG_EVERY_STEPS = 50
+
+
+def recall_metric(k: int) -> str:
+    return f"val_recall@{k}"
+
+
+def steps_per_epoch(train_rows: int, num_workers: int, batch_size: int, cap: int | None) -> int:
+    """Full batches each worker sees per epoch (Ray splits rows equally; the last partial batch is dropped)."""
+    steps = (train_rows // num_workers) // batch_size
+    if steps == 0:
+        raise ValueError(
+            f"{train_rows} training examples give no full batch of {batch_size} on each of {num_workers} workers; "
+            "lower train.batch_size or train.num_workers"
+        )
+    return min(steps, cap) if cap else steps
+
+
+def linear_warmup_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
+    """LR rises linearly for ``warmup_ratio`` of the steps, then falls linearly to 0."""
+    warmup = max(1, math.ceil(total_steps * warmup_ratio)) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    # Biases and LayerNorm weights (1-d) are not decayed: decay there only hurts.
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _count_rows(folder: Path) -> int:
+    import pyarrow.dataset as pads
+
+    return pads.dataset(str(folder), format="parquet").count_rows()
+
+
+def _mean_across_workers(value: float, device: torch.device) -> float:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+def _from_rank0(value: float | None) -> float | None:
+    """Every rank reports the same metrics, so rank 0's validation result is broadcast."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def train_loop_per_worker(config: dict) -> list[dict]:
+    import ray.train
+    import ray.train.torch
+
+    cfg = PipelineConfig.model_validate(config)
+    tc, processed = cfg.train, cfg.data.processed_dir
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    seed_everything(tc.seed + rank)  # same seed everywhere would give every worker the same dropout masks
+    device = ray.train.torch.get_device()
+
+    state: dict = {"epoch": 0, "step": 0, "history": []}
+    resume_from = ray.train.get_checkpoint()
+    if resume_from is not None:
+        with resume_from.as_directory() as ckpt_dir:
+            tokenizer, backbone = load_backbone(ckpt_dir)
+            state = torch.load(Path(ckpt_dir) / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
+        if rank == 0:
+            print(f"[train] resuming after epoch {state['epoch']} (step {state['step']})")
+    else:
+        tokenizer, backbone = load_backbone(cfg.model.backbone)
+
+    # The backbone's pooler is computed but never reaches the loss (we mean-pool), so DDP
+    # must not wait for its gradients.
+    model = ray.train.torch.prepare_model(
+        TwoTowerModel(backbone), parallel_strategy_kwargs={"find_unused_parameters": True}
+    )
+    unwrapped: TwoTowerModel = getattr(model, "module", model)
+    loss_fn = InfoNCELoss(cfg.model.temperature, gather=tc.gather_negatives)
+    steps = steps_per_epoch(_count_rows(processed / "examples" / "train"), world, tc.batch_size, tc.max_steps_per_epoch)
+    optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
+    scheduler = linear_warmup_decay(optimizer, steps * tc.epochs, tc.warmup_ratio)
+    if resume_from is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if tc.mixed_precision == "bf16" and device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    collate = TokenizingCollate(tokenizer, cfg.model.max_user_tokens, cfg.model.max_item_tokens)
+    shard = ray.train.get_dataset_shard("train")
+    metric = recall_metric(tc.val_k)
+    items = valid = None  # validation data lives on rank 0 only
+    if rank == 0:
+        items = load_items(processed)
+        valid = sample_examples(load_examples(processed, "valid"), tc.val_max_users, tc.seed)
+
+    step, history = state["step"], list(state["history"])
+    for epoch in range(state["epoch"], tc.epochs):
+        model.train()
+        batches = shard.iter_torch_batches(
+            batch_size=tc.batch_size,
+            collate_fn=collate,
+            drop_last=True,  # the all-gather in the loss needs equal batch sizes on every worker
+            local_shuffle_buffer_size=tc.batch_size * 8,
+            local_shuffle_seed=tc.seed + epoch,  # a different, reproducible order each epoch
+        )
+        loss_sum, n = 0.0, 0
+        for batch in itertools.islice(batches, steps):
+            with autocast:
+                user_emb, item_emb = model(
+                    batch["user_input_ids"], batch["user_attention_mask"],
+                    batch["item_input_ids"], batch["item_attention_mask"],
+                )  # each (batch, dim)
+            loss = loss_fn(user_emb, item_emb, batch["item_keys"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step, n, loss_sum = step + 1, n + 1, loss_sum + float(loss.detach())
+            if rank == 0 and n % LOG_EVERY_STEPS == 0:
+                print(f"[train] epoch {epoch + 1} step {n}/{steps} loss {loss_sum / n:.4f}")
+        train_loss = _mean_across_workers(loss_sum / max(n, 1), device)
+
+        recall = None
+        if rank == 0:
+            with autocast:
+                recall = recall_at_k(
+                    unwrapped, tokenizer, items, valid, tc.val_k,
+                    cfg.model.max_user_tokens, cfg.model.max_item_tokens, device=device,
+                )
+        recall = _from_rank0(recall)
+        metrics = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, metric: recall}
+        history.append(metrics)
+        if rank == 0:
+            print(f"[train] epoch {epoch + 1}/{tc.epochs} step {step} loss {train_loss:.4f} {metric} {recall:.4f}")
+
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                settings = EncoderSettings.from_configs(cfg.model, cfg.data, metrics=metrics)
+                save_checkpoint(unwrapped.backbone, tokenizer, settings, tmp)
+                train_state = {
+                    "epoch": epoch + 1, "step": step, "history": history,
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                }
+                torch.save(train_state, Path(tmp) / TRAIN_STATE_FILE)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+    return history

@@ -1,0 +1,121 @@
+"""Fine-tune the profile model with Ray Train and export the best checkpoint.
+
+Run as a Ray job (``coldrec train --config configs/x.yaml``), or from Python::
+
+    result = train(load_config("configs/ml-100k.yaml", ["train.epochs=2"]))
+    result.best_model_dir   # <storage_path>/<run_name>/best_model: HF dir + coldrec.json
+
+Ray Train V2 semantics this relies on: a run is identified by ``RunConfig(name,
+storage_path)``; rerunning with the same pair restores Ray's checkpoint bookkeeping from
+storage and hands every worker the latest checkpoint through ``ray.train.get_checkpoint()``
+(``resume_from_checkpoint`` is deprecated and raises). So resuming is the default, and
+``train.resume=false`` moves the old run folder aside before starting.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from coldrec.config import PipelineConfig, TrainConfig
+from coldrec.train.batching import TRAIN_COLUMNS
+from coldrec.train.loop import TRAIN_STATE_FILE, recall_metric, train_loop_per_worker
+
+BEST_MODEL_DIRNAME = "best_model"
+
+
+class TrainResult(BaseModel):
+    best_model_dir: Path  # plain HF dir + coldrec.json (no train_state.pt)
+    best_metrics: dict[str, Any]  # {"epoch", "step", "train_loss", "val_recall@K"} of the best epoch
+    latest_checkpoint: Path | None  # Ray checkpoint dir of the last epoch (has train_state.pt)
+    history: list[dict[str, Any]]  # one metrics dict per epoch, across resumed runs too
+
+
+def run_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.storage_path).expanduser().resolve() / cfg.run_name
+
+
+def best_model_dir(cfg: TrainConfig) -> Path:
+    """Where :func:`train` exports the best checkpoint: a stable path for indexing, eval and serving."""
+    return run_dir(cfg) / BEST_MODEL_DIRNAME
+
+
+def _with_absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
+    # Workers may run in another working directory (a Ray job's runtime_env), so relative
+    # paths are resolved here, on the driver, once.
+    data = cfg.data.model_copy(update={"output_dir": str(Path(cfg.data.output_dir).expanduser().resolve())})
+    backbone = Path(cfg.model.backbone).expanduser()
+    model = cfg.model.model_copy(update={"backbone": str(backbone.resolve())}) if backbone.exists() else cfg.model
+    train = cfg.train.model_copy(update={"storage_path": str(Path(cfg.train.storage_path).expanduser().resolve())})
+    return cfg.model_copy(update={"data": data, "model": model, "train": train})
+
+
+def _check_inputs(processed: Path) -> None:
+    for sub in ("examples/train", "examples/valid", "items"):
+        folder = processed / sub
+        if not folder.is_dir() or not any(folder.glob("*.parquet")):
+            raise FileNotFoundError(f"{folder} has no parquet files; run `coldrec preprocess` first")
+
+
+def _export_best(checkpoint_dir: Path, target: Path) -> Path:
+    """Copy the HF dir + coldrec.json (not the optimizer state) to ``target``, replacing it whole."""
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(checkpoint_dir, staging, ignore=shutil.ignore_patterns(TRAIN_STATE_FILE))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def train(cfg: PipelineConfig) -> TrainResult:
+    """Fine-tune on ``<processed_dir>/examples/train``; return where the best model landed and the metrics."""
+    import ray.data
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    cfg = _with_absolute_paths(cfg)
+    tc, processed = cfg.train, cfg.data.processed_dir
+    _check_inputs(processed)
+    previous = run_dir(tc)
+    if previous.exists() and not tc.resume:
+        aside = previous.with_name(f"{tc.run_name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        previous.rename(aside)
+        print(f"[train] train.resume=false: moved the previous run to {aside}")
+
+    metric = recall_metric(tc.val_k)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=cfg.model_dump(mode="json"),
+        scaling_config=ScalingConfig(
+            num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker={"CPU": tc.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=tc.run_name,
+            storage_path=tc.storage_path,
+            # Ray keeps the latest checkpoint besides the num_to_keep best, so resuming always works.
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order="max"
+            ),
+        ),
+        datasets={"train": ray.data.read_parquet(str(processed / "examples" / "train"), columns=TRAIN_COLUMNS)},
+    )
+    print(f"[train] run {tc.run_name!r}: {tc.epochs} epoch(s), {tc.num_workers} worker(s), storage {tc.storage_path}")
+    result = trainer.fit()
+
+    if not result.best_checkpoints:
+        raise RuntimeError(f"run {tc.run_name!r} finished without any checkpoint")
+    # Ties go to the later epoch: same validation score, more training.
+    best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: (cm[1][metric], cm[1]["step"]))
+    exported = _export_best(Path(best_ckpt.path), best_model_dir(tc))
+    history = result.return_value or sorted((m for _, m in result.best_checkpoints), key=lambda m: m["epoch"])
+    print(f"[train] best {metric} {best_metrics[metric]:.4f} (epoch {best_metrics['epoch']}) -> {exported}")
+    return TrainResult(
+        best_model_dir=exported,
+        best_metrics=dict(best_metrics),
+        latest_checkpoint=Path(result.checkpoint.path) if result.checkpoint else None,
+        history=list(history),
+    )

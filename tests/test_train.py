@@ -1,0 +1,240 @@
+"""Training: collate, validation Recall@K, the loss's cross-worker gather, and real Ray Train runs.
+
+The Ray runs (three TorchTrainer fits in total) use a tiny 2-layer BERT and a synthetic
+processed folder; the MiniLM fine-tune on amazon-scientific is marked slow.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from coldrec.config import PipelineConfig
+from coldrec.data.schema import EXAMPLE_SCHEMA, ITEM_SCHEMA
+from coldrec.model.backbone import load_backbone
+from coldrec.model.towers import TwoTowerModel
+from coldrec.train.batching import TokenizingCollate, stable_item_key
+from coldrec.train.loop import linear_warmup_decay, steps_per_epoch
+from coldrec.train.validation import recall_at_k, sample_examples
+
+COLORS = ["red", "blue", "green", "black"]
+THINGS = ["pen", "stapler", "notebook", "chair", "lamp", "folder", "ruler", "tape", "clip", "desk"]
+
+
+def _item_text(i: int) -> str:
+    return f"{COLORS[i % 4]} {THINGS[i // 4 % 10]} model {i}"
+
+
+def write_processed(root: Path, n_items: int = 40, n_train: int = 48, n_valid: int = 20) -> Path:
+    """A processed folder per coldrec.data.schema: a user likes one colour; the target shares it."""
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "scene": "toy"})
+    for field in ("title", "categories", "brand", "description", "genres", "year"):
+        items[field] = None
+    items["title"] = [_item_text(i) for i in range(n_items)]
+    items["text"] = items["title"]
+    schema = ITEM_SCHEMA.append(pa.field("text", pa.string()))
+    (root / "items").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(items, schema=schema, preserve_index=False), root / "items" / "part-0.parquet")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("valid", n_valid)):
+        rows = []
+        for u in range(n):
+            color = u % 4
+            same = [i for i in range(n_items) if i % 4 == color]
+            history = [f"i{i}" for i in rng.choice(same, size=3, replace=False)]
+            target = int(rng.choice(same))
+            rows.append({
+                "user_id": f"u{u}", "scene": "toy", "history": history, "target": f"i{target}", "split": split,
+                "profile_text": " | ".join(_item_text(int(h[1:])) for h in reversed(history)),
+                "target_text": _item_text(target),
+            })
+        (root / "examples" / split).mkdir(parents=True)
+        table = pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA)
+        pq.write_table(table, root / "examples" / split / "part-0.parquet")
+    return root
+
+
+def tiny_config(tmp_path: Path, backbone: str, **train) -> PipelineConfig:
+    if not (tmp_path / "data" / "toy").exists():
+        write_processed(tmp_path / "data" / "toy")
+    base = {
+        "num_workers": 1, "batch_size": 8, "epochs": 1, "max_steps_per_epoch": 3, "lr": 1e-3,
+        "val_max_users": 16, "storage_path": str(tmp_path / "runs"), "run_name": "t",
+    }
+    return PipelineConfig.model_validate({
+        "data": {"dataset": "generic", "scene": "toy", "output_dir": str(tmp_path / "data")},
+        "model": {"backbone": backbone, "max_user_tokens": 32, "max_item_tokens": 16},
+        "train": {**base, **train},
+    })
+
+
+# ---------------------------------------------------------------- pure units (no Ray)
+
+
+def test_collate_tokenizes_each_side_within_budget_and_hashes_targets(tiny_backbone):
+    tokenizer, _ = load_backbone(tiny_backbone)
+    collate = TokenizingCollate(tokenizer, max_user_tokens=12, max_item_tokens=6)
+    batch = {
+        "profile_text": np.array(["red pen | blue pen " * 10, None, "lamp"], dtype=object),
+        "target_text": np.array(["a very long green notebook title " * 5, "chair", "desk"], dtype=object),
+        "target": np.array(["i1", "i2", "i1"], dtype=object),
+    }
+    out = collate(batch)
+    assert out["user_input_ids"].shape == out["user_attention_mask"].shape == (3, 12)
+    assert out["item_input_ids"].shape[0] == 3 and out["item_input_ids"].shape[1] <= 6
+    assert out["user_attention_mask"][1].sum() == 2  # missing text -> [CLS] [SEP], the row stays aligned
+    keys = out["item_keys"]
+    assert keys.dtype == torch.int64 and keys[0] == keys[2] and keys[0] != keys[1]
+    with pytest.raises(KeyError, match="target"):
+        collate({"profile_text": batch["profile_text"], "target_text": batch["target_text"]})
+
+
+def test_item_key_is_stable_across_processes():
+    # A fixed value (not Python's per-process salted hash): every worker and run agrees.
+    assert stable_item_key("B00ABC") == 5288755039598989766
+    assert stable_item_key("B00ABC") != stable_item_key("B00ABD")
+
+
+def test_recall_at_k_full_ranking(tiny_backbone):
+    tokenizer, backbone = load_backbone(tiny_backbone)
+    model = TwoTowerModel(backbone).train()
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(12)], "text": [_item_text(i) for i in range(12)]})
+    # Shared backbone: a profile equal to an item's text has cosine 1 with it, the maximum,
+    # so that target ranks first; a profile equal to another item's text ranks its target lower.
+    examples = pd.DataFrame({
+        "profile_text": [_item_text(0), _item_text(1), _item_text(2), _item_text(3)],
+        "target": ["i0", "i1", "i5", "nope"],
+    })
+    kw = dict(max_user_tokens=16, max_item_tokens=16, batch_size=3)
+    assert recall_at_k(model, tokenizer, items, examples, k=1, **kw) == pytest.approx(2 / 3)  # unknown target skipped
+    assert recall_at_k(model, tokenizer, items, examples, k=12, **kw) == 1.0
+    assert model.training  # restored after the eval pass
+    with pytest.raises(ValueError, match="no validation example"):
+        recall_at_k(model, tokenizer, items, examples.iloc[3:], k=1, **kw)
+    with pytest.raises(ValueError, match="k must be positive"):
+        recall_at_k(model, tokenizer, items, examples, k=0, **kw)
+
+
+def test_validation_sample_is_fixed_by_seed():
+    df = pd.DataFrame({"x": range(100)})
+    assert sample_examples(df, 10, seed=3)["x"].tolist() == sample_examples(df, 10, seed=3)["x"].tolist()
+    assert len(sample_examples(df, None)) == 100 and len(sample_examples(df, 500)) == 100
+
+
+def test_steps_and_schedule():
+    assert steps_per_epoch(100, 2, 8, None) == 6  # 50 rows per worker -> 6 full batches
+    assert steps_per_epoch(100, 2, 8, 4) == 4
+    with pytest.raises(ValueError, match="no full batch"):
+        steps_per_epoch(10, 2, 8, None)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = linear_warmup_decay(opt, total_steps=10, warmup_ratio=0.2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[-1] < lrs[2] and opt.param_groups[0]["lr"] == 0.0
+
+
+GATHER_SCRIPT = textwrap.dedent(
+    """
+    import sys, torch, torch.distributed as dist
+    from coldrec.model.loss import InfoNCELoss
+
+    def main(rank, port):
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+        torch.manual_seed(0)
+        users = torch.nn.functional.normalize(torch.randn(2, 2, 4), dim=-1)  # (world, batch, dim)
+        items = torch.nn.functional.normalize(torch.randn(2, 2, 4), dim=-1)
+        mine = items[rank].clone().requires_grad_()
+        loss = InfoNCELoss(temperature=0.5, gather=True)(users[rank], mine)
+        # Expected: this worker's users scored against all 4 items, labels offset by rank * batch.
+        logits = users[rank] @ items.reshape(4, 4).T / 0.5  # (batch, world * batch)
+        expected = torch.nn.functional.cross_entropy(logits, torch.arange(2) + 2 * rank)
+        local_only = InfoNCELoss(temperature=0.5, gather=False)(users[rank], items[rank])
+        assert torch.allclose(loss, expected, atol=1e-6), (loss, expected)
+        assert not torch.allclose(loss, local_only)
+        loss.backward()
+        assert mine.grad is not None and mine.grad.abs().sum() > 0
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        main(int(sys.argv[1]), int(sys.argv[2]))
+        print("GATHER_OK")
+    """
+)
+
+
+def test_loss_gathers_negatives_across_two_workers(tmp_path):
+    """Two gloo processes: each user is scored against world * batch items, not just its own."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "gather_check.py"
+    script.write_text(GATHER_SCRIPT)
+    # One process per rank, as torchrun would start them.
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(rank), str(port)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for rank in range(2)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert "GATHER_OK" in out, err[-3000:]
+
+
+# ---------------------------------------------------------------- real Ray Train runs
+
+
+def test_two_worker_run_checkpoints_validates_and_exports(ray_session, tiny_backbone, tmp_path):
+    from transformers import AutoModel
+
+    from coldrec.model.checkpoint import load_settings
+    from coldrec.model.encoder import TextEncoder
+    from coldrec.train.trainer import best_model_dir, train
+
+    cfg = tiny_config(tmp_path, tiny_backbone, num_workers=2, cpus_per_worker=1, epochs=2, max_steps_per_epoch=2)
+    result = train(cfg)
+
+    assert [m["epoch"] for m in result.history] == [1, 2]
+    assert [m["step"] for m in result.history] == [2, 4]
+    for m in result.history:
+        assert 0.0 <= m["val_recall@10"] <= 1.0 and math.isfinite(m["train_loss"])
+    assert result.best_metrics["val_recall@10"] == max(m["val_recall@10"] for m in result.history)
+
+    best = result.best_model_dir
+    assert best == best_model_dir(cfg.train) == (tmp_path / "runs" / "t" / "best_model").resolve()
+    assert {"config.json", "coldrec.json", "tokenizer.json"} <= {p.name for p in best.iterdir()}
+    assert not (best / "train_state.pt").exists()
+    assert load_settings(best).metrics["epoch"] == result.best_metrics["epoch"]
+    assert AutoModel.from_pretrained(best).config.hidden_size == 32
+    vecs = TextEncoder.load(best, device="cpu").encode_items(["red pen", "blue lamp"])
+    assert vecs.shape == (2, 32) and np.isfinite(vecs).all()
+    assert (result.latest_checkpoint / "train_state.pt").is_file()
+    assert load_settings(result.latest_checkpoint).metrics["epoch"] == 2
+
+
+def test_rerun_with_same_name_resumes_from_latest_checkpoint(ray_session, tiny_backbone, tmp_path):
+    from coldrec.train.trainer import train
+
+    first = train(tiny_config(tmp_path, tiny_backbone, epochs=1, max_steps_per_epoch=3))
+    assert [(m["epoch"], m["step"]) for m in first.history] == [(1, 3)]
+
+    # A different step cap tells the runs apart: had epoch 1 run again it would end at step 2.
+    second = train(tiny_config(tmp_path, tiny_backbone, epochs=2, max_steps_per_epoch=2))
+    assert [(m["epoch"], m["step"]) for m in second.history] == [(1, 3), (2, 5)]
+    assert second.history[0] == first.history[0]  # restored from train_state.pt, not recomputed
+    state = torch.load(second.latest_checkpoint / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["optimizer"]["state"]  # optimizer moments carried over
