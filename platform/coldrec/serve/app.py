@@ -1,0 +1,82 @@
+"""The recommendation graph, assembled in one place: Ingress(ProfileEncoder, Retriever, Reranker).
+
+    serve run serve_configs/local.yaml                      # from the repository root
+    serve run coldrec.serve.app:build_app index_dir=artifacts/index/ml-100k
+
+``build_app`` is a Serve application builder: Serve validates the YAML ``args:`` into
+:class:`AppArgs` (it reads the parameter's annotation, so this module must not use
+``from __future__ import annotations``). Replicas, CPUs/GPUs, autoscaling and batch sizes
+belong in serve_configs/*.yaml.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray.serve import Application
+
+from coldrec.index.item_index import META_FILE, resolve_index_dir
+from coldrec.model.checkpoint import is_checkpoint, load_settings
+from coldrec.serve.encoder import ProfileEncoder
+from coldrec.serve.ingress import Ingress
+from coldrec.serve.reranker import Reranker
+from coldrec.serve.retriever import Retriever
+
+
+class AppArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    index_dir: str = Field(description="an index version folder, or its parent holding LATEST")
+    model_path: str | None = Field(None, description="checkpoint dir or backbone; default: the index's own model")
+    max_k: int = Field(100, ge=1)
+    max_text_chars: int = Field(2000, ge=1)
+    max_item_ids: int = Field(50, ge=1)
+    candidates: int = Field(100, ge=1, description="how many candidates the retriever hands the reranker")
+    # Default CPU reservation per replica for apps built in code (tests, notebooks); a Serve
+    # config's ``deployments: ray_actor_options`` overrides it. None = Serve's default (1 CPU).
+    num_cpus_per_replica: float | None = Field(None, ge=0)
+
+
+def _model_settings(model_path: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The encoder settings to serve with: the checkpoint's own, else those the index was built with."""
+    if is_checkpoint(model_path):
+        return load_settings(model_path).model_dump()
+    return {**meta.get("settings", {}), "backbone": model_path, "version": "untrained"}
+
+
+def build_app(args: AppArgs) -> Application:
+    """Bind the graph for one index version (LATEST is read once here, so every replica serves the same one)."""
+    if isinstance(args, dict):  # called by hand with the YAML's args
+        args = AppArgs.model_validate(args)
+    index_dir = resolve_index_dir(args.index_dir)
+    meta = json.loads((index_dir / META_FILE).read_text())
+    model_path = args.model_path or meta["model_path"]
+    if Path(model_path).expanduser().exists():
+        model_path = str(Path(model_path).expanduser().resolve())
+    settings = _model_settings(model_path, meta)
+    if settings["version"] != meta["model_version"]:
+        raise ValueError(
+            f"model {model_path} is version {settings['version']!r} but the index at {index_dir} was built with "
+            f"{meta['model_version']!r}: build an index with this model, or leave model_path unset"
+        )
+
+    options: dict[str, Any] = {}
+    if args.num_cpus_per_replica is not None:
+        options["ray_actor_options"] = {"num_cpus": args.num_cpus_per_replica}
+    encoder = ProfileEncoder.options(**options).bind(model_path, settings, int(meta["dim"]))
+    retriever = Retriever.options(**options).bind(str(index_dir))
+    reranker = Reranker.options(**options).bind()
+    return Ingress.options(**options).bind(
+        encoder,
+        retriever,
+        reranker,
+        model_version=meta["model_version"],
+        profile_items=int(settings.get("profile_items", 10)),
+        scene_prefix=bool(settings.get("scene_prefix", False)),
+        default_scene=meta.get("scene"),
+        max_k=args.max_k,
+        max_text_chars=args.max_text_chars,
+        max_item_ids=args.max_item_ids,
+        candidates=args.candidates,
+    )

@@ -1,0 +1,61 @@
+"""The HTTP contract of the recommendation service (request and response bodies).
+
+Static rules live here (types, k >= 1, text not blank, at least one of text / item_ids);
+limits chosen at deploy time (max_k, max_text_chars, max_item_ids) are checked by the ingress.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+
+
+class RecommendRequest(BaseModel):
+    """``POST /recommend``: a cold user described by free text, clicked items (newest first), or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr | None = Field(None, description="free text about the user's interests")
+    item_ids: list[StrictStr] | None = Field(None, description="items the user touched, newest first")
+    k: StrictInt = Field(10, ge=1, description="how many items to return (at most the server's max_k)")
+    scene: StrictStr | None = Field(None, description="restrict results to one scene of the catalog")
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("text is empty or only whitespace")
+        return value
+
+    @field_validator("item_ids")
+    @classmethod
+    def _ids_not_blank(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not v.strip() for v in value):
+            raise ValueError("item_ids holds an empty id")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_a_profile(self) -> "RecommendRequest":
+        if self.text is None and not self.item_ids:
+            raise ValueError("give at least one of text or item_ids")
+        return self
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    title: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    items: list[RecommendedItem]
+    model_version: str
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: str
+    items: int
+    model_version: str

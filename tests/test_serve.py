@@ -1,0 +1,181 @@
+"""The Serve graph over real HTTP (tiny backbone), its bad-request answers, and the Serve config files."""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from coldrec.index.item_index import ItemIndex, write_latest
+from coldrec.serve.app import AppArgs, build_app
+from coldrec.serve.reranker import mmr_rerank
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMITS = {"max_k": 20, "max_text_chars": 200, "max_item_ids": 5}
+TITLES = [
+    "Digital caliper", "Nitrile gloves", "Safety goggles", "Glass beaker", "Cordless drill", "Sanding roll",
+    "Micrometer", "Pipette tips", "Multimeter", "Hex bolts", "Thermometer gun", "Packing tape",
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_index(folder: Path, backbone: str) -> Path:
+    """A saved index (two scenes) embedded in-process: the Ray Data build has its own tests."""
+    from coldrec.model.encoder import TextEncoder
+
+    encoder = TextEncoder.load(backbone, device="cpu")
+    rows = [
+        {"item_id": f"i{n}", "scene": "lab" if n % 2 else "shop", "title": t, "text": f"{t}. Industrial"}
+        for n, t in enumerate(TITLES)
+    ]
+    meta = {"model_path": backbone, "model_version": encoder.version, "scene": "shop",
+            "settings": encoder.settings.model_dump()}  # fmt: skip
+    index = ItemIndex.build(rows, encoder.encode_items([r["text"] for r in rows]), "Flat", meta)
+    version_dir = index.save(folder / "shop" / "untrained-tiny")
+    write_latest(version_dir)
+    return version_dir.parent
+
+
+@pytest.fixture(scope="module")
+def client(ray_session, tiny_backbone, tmp_path_factory):
+    import httpx
+    from ray import serve
+
+    index_dir = tiny_index(tmp_path_factory.mktemp("serve-index"), tiny_backbone)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = AppArgs(index_dir=str(index_dir), candidates=8, num_cpus_per_replica=0.25, **LIMITS)
+    serve.run(build_app(args), name="coldrec-test", route_prefix="/")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+        yield http
+    serve.delete("coldrec-test")
+    serve.shutdown()
+
+
+def test_healthz(client):
+    reply = client.get("/healthz")
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "ok", "items": len(TITLES), "model_version": "untrained"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"text": "a caliper to measure parts", "k": 4}, {"item_ids": ["i3", "i0"], "k": 4},
+     {"text": "gloves", "item_ids": ["i1"], "k": 4}, {"text": "tools", "k": 4, "scene": "lab"}],
+    ids=["text", "item_ids", "both", "scene"],
+)  # fmt: skip
+def test_recommend(client, body):
+    reply = client.post("/recommend", json=body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    assert data["model_version"] == "untrained"
+    items = data["items"]
+    assert len(items) == 4 and all(set(i) == {"item_id", "title", "score"} for i in items)
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+    assert not set(body.get("item_ids", [])) & {i["item_id"] for i in items}  # clicked items never come back
+    if body.get("scene") == "lab":
+        assert all(int(i["item_id"][1:]) % 2 == 1 for i in items)
+    assert all(i["title"] in TITLES for i in items)
+
+
+def test_recommend_concurrent_requests_batch(client):
+    replies: list = []
+
+    def call(n):
+        replies.append(client.post("/recommend", json={"text": f"request {n}", "k": 3}))
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in replies] == [200] * 6
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({}, 422, "at least one of text or item_ids"),
+        ({"item_ids": []}, 422, "at least one of text or item_ids"),
+        ({"text": "   \n"}, 422, "whitespace"),
+        ({"text": "x" * 201}, 413, "limit is 200"),
+        ({"item_ids": ["i1", "nope", "gone"]}, 404, "nope"),
+        ({"item_ids": ["i1", ""]}, 422, "empty id"),
+        ({"item_ids": [f"i{n}" for n in range(6)]}, 422, "limit is 5"),
+        ({"text": 5}, 422, "valid string"),
+        ({"item_ids": "i1"}, 422, "valid list"),
+        ({"text": "a", "k": 0}, 422, "greater than or equal to 1"),
+        ({"text": "a", "k": 21}, 422, "max_k=20"),
+        ({"text": "a", "k": "ten"}, 422, "valid integer"),
+        ({"text": "a", "k": 2.5}, 422, "valid integer"),
+        ({"text": "a", "user": "x"}, 422, "Extra inputs"),
+        ({"text": "a", "scene": "moon"}, 422, "unknown scene"),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_message(client, body, status, message):
+    reply = client.post("/recommend", json=body)
+    assert reply.status_code == status, reply.text
+    assert message in reply.text
+    if status == 404:
+        assert reply.json()["detail"]["item_ids"] == ["nope", "gone"]
+
+
+def test_malformed_bodies(client):
+    reply = client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"})
+    assert reply.status_code == 422
+    assert client.post("/recommend", json=["text"]).status_code == 422
+    assert client.get("/recommend").status_code == 405
+    assert client.get("/nowhere").status_code == 404
+
+
+def test_build_app_refuses_a_model_the_index_was_not_built_with(tiny_backbone, tmp_path):
+    from coldrec.model.backbone import load_backbone
+    from coldrec.model.checkpoint import EncoderSettings, save_checkpoint
+
+    index_dir = tiny_index(tmp_path / "index", tiny_backbone)
+    tokenizer, backbone = load_backbone(tiny_backbone)
+    checkpoint = save_checkpoint(backbone, tokenizer, EncoderSettings(backbone=tiny_backbone), tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="build an index with this model"):
+        build_app(AppArgs(index_dir=str(index_dir), model_path=str(checkpoint)))
+    with pytest.raises(FileNotFoundError):
+        build_app(AppArgs(index_dir=str(tmp_path / "nothing")))
+
+
+def test_build_app_is_a_serve_builder_typed_with_app_args():
+    # Serve converts the YAML's ``args`` only when the annotation is the class itself, not a string.
+    assert inspect.signature(build_app).parameters["args"].annotation is AppArgs
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "gpu.yaml"])
+def test_serve_configs_parse(name):
+    from ray.serve.schema import ServeDeploySchema
+
+    config = ServeDeploySchema.model_validate(yaml.safe_load((ROOT / "serve_configs" / name).read_text()))
+    (app,) = config.applications
+    assert app.import_path == "coldrec.serve.app:build_app"
+    AppArgs.model_validate(app.args)
+    assert {d.name for d in app.deployments} == {"Ingress", "ProfileEncoder", "Retriever", "Reranker"}
+    encoder = next(d for d in app.deployments if d.name == "ProfileEncoder")
+    assert {"max_batch_size", "batch_wait_timeout_s"} <= set(encoder.user_config)
+    if name == "gpu.yaml":
+        assert encoder.ray_actor_options.num_gpus > 0
+        autoscaled = {d.name for d in app.deployments if d.autoscaling_config}
+        assert {"Ingress", "ProfileEncoder", "Retriever"} <= autoscaled
+
+
+def test_mmr_rerank():
+    vec = {"a": [1.0, 0.0], "a2": [0.99, 0.141], "b": [0.0, 1.0]}
+    cands = [{"item_id": i, "score": s, "vector": np.array(vec[i])} for i, s in [("a2", 0.9), ("b", 0.8), ("a", 0.9)]]
+    assert [c["item_id"] for c in mmr_rerank(cands, 3)] == ["a", "a2", "b"]  # stable: ties by id
+    assert [c["item_id"] for c in mmr_rerank(cands, 2, diversity=0.5)] == ["a", "b"]  # near-duplicate a2 drops
+    assert mmr_rerank([], 3, diversity=0.5) == []
