@@ -69,8 +69,11 @@ class Ingress:
 
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:
-        info = await self.retriever.info.remote()
-        return Health(status="ok", items=info["items"], model_version=self.model_version)
+        # Asks the encoder too: the proxy routes to the ingress before the encoder has loaded its
+        # model, and "ok" should mean a /recommend would be answered now.
+        encoder, index = self.encoder.info.remote(), self.retriever.info.remote()
+        await encoder
+        return Health(status="ok", items=(await index)["items"], model_version=self.model_version)
 
     @api.post("/recommend", response_model=RecommendResponse)
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
