@@ -54,7 +54,8 @@ def client(ray_session, tiny_backbone, tmp_path_factory):
     index_dir = tiny_index(tmp_path_factory.mktemp("serve-index"), tiny_backbone)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = AppArgs(index_dir=str(index_dir), candidates=8, num_cpus_per_replica=0.25, **LIMITS)
+    store = str(tmp_path_factory.mktemp("serve-state") / "state.sqlite")
+    args = AppArgs(index_dir=str(index_dir), candidates=8, num_cpus_per_replica=0.25, store=store, **LIMITS)
     serve.run(build_app(args), name="coldrec-test", route_prefix="/")
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
         yield http
@@ -80,7 +81,7 @@ def test_recommend(client, body):
     data = reply.json()
     assert data["model_version"] == "untrained"
     items = data["items"]
-    assert len(items) == 4 and all(set(i) == {"item_id", "title", "score"} for i in items)
+    assert len(items) == 4 and all(set(i) == {"item_id", "title", "score", "reason"} for i in items)
     assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
     assert not set(body.get("item_ids", [])) & {i["item_id"] for i in items}  # clicked items never come back
     if body.get("scene") == "lab":
@@ -105,8 +106,8 @@ def test_recommend_concurrent_requests_batch(client):
 @pytest.mark.parametrize(
     "body, status, message",
     [
-        ({}, 422, "at least one of text or item_ids"),
-        ({"item_ids": []}, 422, "at least one of text or item_ids"),
+        ({}, 422, "at least one of text, item_ids or user_id"),
+        ({"item_ids": []}, 422, "at least one of text, item_ids or user_id"),
         ({"text": "   \n"}, 422, "whitespace"),
         ({"text": "x" * 201}, 413, "limit is 200"),
         ({"item_ids": ["i1", "nope", "gone"]}, 404, "nope"),

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +152,12 @@ class ItemIndex:
         k: int,
         exclude: Sequence[Iterable[str]] | None = None,
         scene: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Top ``k`` (item_id, score) per query row, best first.
 
         ``query_vectors``: (n, dim) or (dim,). ``exclude[i]``: item ids never returned for query i.
-        ``scene``: keep only items of that scene. Filters are applied after FAISS, so the search
+        ``scene``: keep only items of that scene; ``where(row)``: keep only rows it returns true for. Filters are applied after FAISS, so the search
         over-fetches and widens until it has ``k`` survivors or has seen the whole catalog.
         """
         queries = np.ascontiguousarray(np.atleast_2d(query_vectors), dtype=np.float32)
@@ -171,14 +172,14 @@ class ItemIndex:
             for query, skip in zip(queries, excluded):
                 fetch = min(total, k + len(skip))
                 while True:
-                    hits = self._filtered(query, fetch, skip, scene)
+                    hits = self._filtered(query, fetch, skip, scene, where)
                     if len(hits) >= k or fetch >= total:
                         break
                     fetch = min(total, fetch * 4)
                 results.append(hits[:k])
             return results
 
-    def _filtered(self, query: np.ndarray, fetch: int, skip: set[str], scene: str | None):
+    def _filtered(self, query: np.ndarray, fetch: int, skip: set[str], scene: str | None, where=None):
         if fetch <= 0:
             return []
         scores, ids = self._index.search(query[None, :], fetch)
@@ -186,6 +187,8 @@ class ItemIndex:
         for score, fid in zip(scores[0], ids[0]):
             row = self._rows.get(int(fid))  # -1 (fewer hits than asked) finds nothing
             if row is None or row["item_id"] in skip or (scene is not None and row.get("scene") != scene):
+                continue
+            if where is not None and not where(row):
                 continue
             hits.append((row["item_id"], float(score)))
         return hits

@@ -1,4 +1,5 @@
-"""The recommendation graph, assembled in one place: Ingress(ProfileEncoder, Retriever, Reranker).
+"""The recommendation graph, assembled in one place: Ingress(ProfileEncoder, Retriever(ProfileEncoder), Reranker),
+all sharing one state store (AppArgs.store) for user events and the live catalog.
 
     serve run serve_configs/local.yaml                      # from the repository root
     serve run coldrec.serve.app:build_app index_dir=artifacts/index/ml-100k
@@ -24,6 +25,9 @@ from coldrec.serve.reranker import Reranker
 from coldrec.serve.retriever import Retriever
 
 
+DEFAULT_STATE_DIR = "artifacts/state"
+
+
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -36,6 +40,14 @@ class AppArgs(BaseModel):
     # Default CPU reservation per replica for apps built in code (tests, notebooks); a Serve
     # config's ``deployments: ray_actor_options`` overrides it. None = Serve's default (1 CPU).
     num_cpus_per_replica: float | None = Field(None, ge=0)
+    store: str | None = Field(
+        None,
+        description="shared state (user events, catalog changes): a SQLite file, or a redis:// URL for clusters "
+        "(?prefix=name: keeps apps apart); default artifacts/state/<scene>.sqlite, one per catalog",
+    )
+    max_history: int = Field(50, ge=1, description="how many of a user's latest events build their profile")
+    # Retriever replicas for apps built in code (tests); Serve configs set num_replicas themselves.
+    num_retriever_replicas: int | None = Field(None, ge=1)
 
 
 def _model_settings(model_path: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +55,13 @@ def _model_settings(model_path: str, meta: dict[str, Any]) -> dict[str, Any]:
     if is_checkpoint(model_path):
         return load_settings(model_path).model_dump()
     return {**meta.get("settings", {}), "backbone": model_path, "version": "untrained"}
+
+
+def resolve_store(location: str) -> str:
+    """Make a SQLite path absolute: replicas may start in another directory. URLs pass unchanged."""
+    if "://" in location and not location.startswith("sqlite://"):
+        return location
+    return str(Path(location.removeprefix("sqlite://")).expanduser().resolve())
 
 
 def build_app(args: AppArgs) -> Application:
@@ -65,7 +84,11 @@ def build_app(args: AppArgs) -> Application:
     if args.num_cpus_per_replica is not None:
         options["ray_actor_options"] = {"num_cpus": args.num_cpus_per_replica}
     encoder = ProfileEncoder.options(**options).bind(model_path, settings, int(meta["dim"]))
-    retriever = Retriever.options(**options).bind(str(index_dir))
+    store = resolve_store(args.store or f"{DEFAULT_STATE_DIR}/{meta.get('scene') or 'coldrec'}.sqlite")
+    retriever_options = dict(options)
+    if args.num_retriever_replicas is not None:
+        retriever_options["num_replicas"] = args.num_retriever_replicas
+    retriever = Retriever.options(**retriever_options).bind(str(index_dir), store, encoder)
     reranker = Reranker.options(**options).bind()
     return Ingress.options(**options).bind(
         encoder,
@@ -79,4 +102,6 @@ def build_app(args: AppArgs) -> Application:
         max_text_chars=args.max_text_chars,
         max_item_ids=args.max_item_ids,
         candidates=args.candidates,
+        store=store,
+        max_history=args.max_history,
     )

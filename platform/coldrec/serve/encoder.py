@@ -1,4 +1,5 @@
-"""ProfileEncoder: the user tower as a Serve deployment, batching concurrent requests."""
+"""ProfileEncoder: the user tower as a Serve deployment, batching concurrent requests
+(and the item tower, unbatched, for items added to the catalog at run time)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,10 @@ class ProfileEncoder:
         # (and filling the next batch) meanwhile.
         vectors = await asyncio.to_thread(self.encoder.encode_users, texts)  # (batch, dim)
         return list(vectors)
+
+    async def encode_items(self, texts: list[str]) -> np.ndarray:
+        """The item tower for catalog edits: (len(texts), dim). Not batched: edits are rare next to queries."""
+        return await asyncio.to_thread(self.encoder.encode_items, list(texts))
 
     def info(self) -> dict[str, Any]:
         return {"model_version": self.encoder.version, "dim": self.encoder.dim, "device": str(self.encoder.device)}

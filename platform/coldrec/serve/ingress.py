@@ -1,38 +1,46 @@
 """Ingress: the HTTP front door (FastAPI) that composes encoder -> retriever -> reranker.
 
-    POST /recommend  {"text": "...", "item_ids": ["..."], "k": 10, "scene": "..."}
-                     -> {"items": [{"item_id", "title", "score"}], "model_version"}
-    GET  /healthz    -> {"status": "ok", "items": N, "model_version"}
+    POST   /recommend            {"text", "item_ids", "user_id", "k", "scene", "category", "exclude_seen"}
+                                 -> {"items": [{"item_id", "title", "score", "reason"}], "model_version"}
+    POST   /items                {"item_id", "title", "categories", "brand", "description", "genres", "year", "scene"}
+    PUT    /items/{id}           the same fields, replacing the item's     -> {"item_id", "op", "seq"}
+    DELETE /items/{id}                                                     -> {"item_id", "op", "seq"}
+    GET    /items/{id}/similar?k=10&scene=
+    POST   /events               {"user_id", "item_id", "kind": click|purchase|rating, "rating", "ts"}
+    GET    /users/{id}/profile   top categories / brands / genres, recent items, key words
+    GET    /healthz, /readyz
 
-Every bad request is a 4xx with a message: 422 for malformed bodies and values (FastAPI's
-validation, re-rendered below without echoing the input), 404 for unknown item ids (listed),
-413 for text longer than max_text_chars.
+Catalog edits go to the store's change log; every Retriever replica applies the log before its next
+answer, so an acknowledged edit is visible to the very next request. Every bad request is a 4xx with
+a message: 422 for malformed bodies and values (FastAPI's validation, re-rendered below without
+echoing the input), 404 for unknown items or users, 409 for an item that exists already, 413 for
+text longer than max_text_chars; 503 when the store cannot be reached.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route annotations at runtime.
 
+import asyncio
+import dataclasses
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Path, Query
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from coldrec.serve.errors import install_error_handlers
+from coldrec.serve.metrics import install_metrics
+from coldrec.serve.profile import informative_words, summarize
 from coldrec.serve.schemas import Health, RecommendedItem, RecommendRequest, RecommendResponse
-from coldrec.text import render_profile_text
+from coldrec.serve.state_schemas import (
+    CatalogWrite, EventIn, EventStored, ItemFields, ItemIn, SimilarItem, SimilarResponse, UserProfile,
+)  # fmt: skip
+from coldrec.store import Store, open_store
+from coldrec.text import render_item_text, render_profile_text
 
-api = FastAPI(title="coldrec", description="Cold-start recommendations from text and clicked items.")
-
-
-@api.exception_handler(RequestValidationError)
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    # FastAPI's default answer embeds the input and the raw exception object; keep what helps a client.
-    errors = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-        for e in exc.errors()
-    ]
-    return JSONResponse(status_code=422, content={"detail": errors})
+api = FastAPI(title="coldrec", description="Cold-start recommendations from text, clicked items and user events.")
+install_error_handlers(api)
+install_metrics(api)
+ItemIdPath = Path(min_length=1, max_length=200)
 
 
 @serve.deployment
@@ -53,6 +61,8 @@ class Ingress:
         max_text_chars: int = 2000,
         max_item_ids: int = 50,
         candidates: int = 100,
+        store: str | None = None,
+        max_history: int = 50,
     ):
         self.encoder = encoder
         self.retriever = retriever
@@ -65,8 +75,11 @@ class Ingress:
         self.max_text_chars = max_text_chars
         self.max_item_ids = max_item_ids
         self.candidates = candidates
-        self._scenes: set[str] | None = None
+        self.max_history = max_history
+        self.store: Store | None = open_store(store) if store else None
+        self._scenes: set[str] = set()
 
+    # ---- health ---------------------------------------------------------------------------
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:
         # Asks the encoder too: the proxy routes to the ingress before the encoder has loaded its
@@ -75,23 +88,124 @@ class Ingress:
         await encoder
         return Health(status="ok", items=(await index)["items"], model_version=self.model_version)
 
+    @api.get("/readyz")
+    async def readyz(self) -> dict[str, Any]:
+        """200 once the encoder, a retriever (with the catalog log applied) and the store all answer."""
+        try:
+            encoder, index = self.encoder.info.remote(), self.retriever.info.remote()
+            await encoder
+            info = await index
+            await self._call(lambda store: store.last_seq())
+        except Exception as err:  # any part not up yet means "not ready", with the reason
+            detail = err.detail if isinstance(err, HTTPException) else f"{type(err).__name__}: {err}"
+            raise HTTPException(503, detail={"ready": False, "reason": str(detail)[:500]})
+        return {"ready": True, "items": info["items"], "catalog_seq": info["catalog_seq"],
+                "model_version": self.model_version}  # fmt: skip
+
+    # ---- recommendations ------------------------------------------------------------------
     @api.post("/recommend", response_model=RecommendResponse)
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
         self._check_limits(request)
         item_ids = list(dict.fromkeys(request.item_ids or []))  # newest first, repeats dropped
-        known: dict[str, dict[str, str]] = await self.retriever.lookup.remote(item_ids) if item_ids else {}
-        unknown = [i for i in item_ids if i not in known]
+        history = await self._history(request.user_id) if request.user_id is not None else []
+        history_ids = [i for i in dict.fromkeys(e.item_id for e in history) if i not in item_ids]
+        wanted = item_ids + history_ids
+        known: dict[str, dict[str, Any]] = await self.retriever.lookup.remote(wanted, True) if wanted else {}
+        unknown = [i for i in item_ids if i not in known]  # history items deleted since are simply skipped
         if unknown:
             raise HTTPException(404, detail={"message": f"{len(unknown)} unknown item_ids", "item_ids": unknown})
-        if request.scene is not None and request.scene not in await self._known_scenes():
-            raise HTTPException(422, detail=f"unknown scene {request.scene!r}; known: {sorted(self._scenes or ())}")
+        if request.scene is not None and request.scene not in await self._known_scenes(request.scene):
+            raise HTTPException(422, detail=f"unknown scene {request.scene!r}; known: {sorted(self._scenes)}")
+        profile_ids = [i for i in wanted if i in known]
+        if not profile_ids and request.text is None:
+            raise HTTPException(422, detail=f"user {request.user_id!r} has no items left in the catalog; add text")
 
-        profile = self._profile_text(request, item_ids, known)
+        profile = self._profile_text(request, profile_ids, known)
+        exclude = profile_ids if request.exclude_seen else []
+        context = {
+            "history": [{"item_id": i, "title": known[i]["title"], "vector": known[i]["vector"]} for i in profile_ids],
+            "words": informative_words(request.text),
+        }
         # Compose without waiting in between: each DeploymentResponse is handed to the next call.
         vector = self.encoder.encode.remote(profile)
-        candidates = self.retriever.search.remote(vector, max(self.candidates, request.k), item_ids, request.scene)
-        ranked: list[dict[str, Any]] = await self.reranker.rerank.remote(candidates, request.k, item_ids)
+        candidates = self.retriever.search.remote(
+            vector, max(self.candidates, request.k), exclude, request.scene, request.category
+        )
+        ranked: list[dict[str, Any]] = await self.reranker.rerank.remote(candidates, request.k, exclude, context)
         return RecommendResponse(items=[RecommendedItem(**r) for r in ranked], model_version=self.model_version)
+
+    @api.get("/items/{item_id}/similar", response_model=SimilarResponse)
+    async def similar(
+        self, item_id: str = ItemIdPath, k: int = Query(10, ge=1), scene: str | None = Query(None, max_length=200)
+    ) -> SimilarResponse:
+        if k > self.max_k:
+            raise HTTPException(422, detail=f"k={k} is more than max_k={self.max_k}")
+        items = await self.retriever.similar.remote(item_id, k, scene)
+        if items is None:
+            raise HTTPException(404, detail=f"unknown item {item_id!r}")
+        return SimilarResponse(item_id=item_id, items=[SimilarItem(**i) for i in items], model_version=self.model_version)
+
+    # ---- catalog --------------------------------------------------------------------------
+    @api.post("/items", status_code=201, response_model=CatalogWrite)
+    async def add_item(self, item: ItemIn) -> CatalogWrite:
+        if await self.retriever.lookup.remote([item.item_id]):
+            raise HTTPException(409, detail=f"item {item.item_id!r} exists; PUT /items/{{id}} replaces it")
+        return await self._put_item(item.item_id, item)
+
+    @api.put("/items/{item_id}", response_model=CatalogWrite)
+    async def replace_item(self, fields: ItemFields, item_id: str = ItemIdPath) -> CatalogWrite:
+        await self._require_item(item_id)
+        return await self._put_item(item_id, fields)
+
+    @api.delete("/items/{item_id}", response_model=CatalogWrite)
+    async def delete_item(self, item_id: str = ItemIdPath) -> CatalogWrite:
+        await self._require_item(item_id)
+        seq = await self._call(lambda store: store.delete_item(item_id))
+        return CatalogWrite(item_id=item_id, op="delete", seq=seq)
+
+    async def _put_item(self, item_id: str, fields: ItemFields) -> CatalogWrite:
+        row: dict[str, Any] = {"item_id": item_id, **fields.model_dump(exclude={"item_id"})}
+        row["scene"] = row["scene"] or self.default_scene
+        row["text"] = render_item_text(row, self.scene_prefix)
+        vectors = await self.encoder.encode_items.remote([row["text"]])  # (1, dim)
+        seq = await self._call(lambda store: store.put_item(row, vectors[0], self.model_version))
+        return CatalogWrite(item_id=item_id, op="put", seq=seq)
+
+    async def _require_item(self, item_id: str) -> None:
+        if not await self.retriever.lookup.remote([item_id]):
+            raise HTTPException(404, detail=f"unknown item {item_id!r}")
+
+    # ---- users ----------------------------------------------------------------------------
+    @api.post("/events", status_code=201, response_model=EventStored)
+    async def add_event(self, event: EventIn) -> EventStored:
+        await self._require_item(event.item_id)
+        stored = await self._call(
+            lambda store: store.append_event(event.user_id, event.item_id, event.kind, event.ts, event.rating)
+        )
+        return EventStored(**dataclasses.asdict(stored))
+
+    @api.get("/users/{user_id}/profile", response_model=UserProfile)
+    async def user_profile(self, user_id: str = Path(min_length=1, max_length=200)) -> UserProfile:
+        history = await self._history(user_id)
+        ids = list(dict.fromkeys(e.item_id for e in history))
+        known = await self.retriever.lookup.remote(ids)
+        texts = [known[i]["text"] for i in ids if i in known]
+        profile = render_profile_text(texts, max_items=self.profile_items)
+        events = [dataclasses.asdict(e) for e in history]
+        return UserProfile(**summarize(user_id, events, known, profile_text=profile))
+
+    async def _history(self, user_id: str):
+        history = await self._call(lambda store: store.history(user_id, self.max_history))
+        if not history:
+            raise HTTPException(404, detail=f"unknown user {user_id!r} (no events stored)")
+        return history
+
+    # ---- helpers --------------------------------------------------------------------------
+    async def _call(self, fn):
+        """Run one store call off the event loop (SQLite may wait on a writer's lock)."""
+        if self.store is None:
+            raise HTTPException(503, detail="no state store configured (AppArgs.store)")
+        return await asyncio.to_thread(fn, self.store)
 
     def _check_limits(self, request: RecommendRequest) -> None:
         if request.k > self.max_k:
@@ -103,7 +217,7 @@ class Ingress:
                 422, detail=f"{len(request.item_ids)} item_ids given, the limit is {self.max_item_ids}"
             )
 
-    def _profile_text(self, request: RecommendRequest, item_ids: list[str], known: dict[str, dict[str, str]]) -> str:
+    def _profile_text(self, request: RecommendRequest, item_ids: list[str], known: dict[str, dict[str, Any]]) -> str:
         """Exactly what training feeds the user tower (coldrec.text.render_profile_text)."""
         scene = None
         if self.scene_prefix:
@@ -112,7 +226,8 @@ class Ingress:
         texts = [known[i]["text"] for i in item_ids]
         return render_profile_text(texts, free_text=request.text, max_items=self.profile_items, scene=scene)
 
-    async def _known_scenes(self) -> set[str]:
-        if self._scenes is None:  # the index is fixed for a replica's life: ask once
+    async def _known_scenes(self, wanted: str) -> set[str]:
+        # Items added at run time may bring a new scene: ask the retriever again before refusing.
+        if wanted not in self._scenes:
             self._scenes = set((await self.retriever.info.remote())["scenes"])
         return self._scenes

@@ -1,8 +1,10 @@
 """Reranker: orders the retriever's candidates into the final top k.
 
 Today a simple, documented rule; a learned reranker replaces it by keeping the interface:
-``rerank(candidates, k, exclude) -> candidates``, where a candidate is
-{item_id, title, score, vector} and the returned ones keep their retrieval ``score``.
+``rerank(candidates, k, exclude, context) -> items``, where a candidate is
+{item_id, title, text, score, vector} and a returned item is {item_id, title, score, reason},
+keeping its retrieval ``score``. ``context`` = {"history": [{item_id, title, vector}],
+"words": [query words]} is what the reasons are made from.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 import numpy as np
 from ray import serve
+
+from coldrec.serve.profile import informative_words
 
 
 def mmr_rerank(candidates: list[dict[str, Any]], k: int, diversity: float = 0.0) -> list[dict[str, Any]]:
@@ -39,6 +43,21 @@ def mmr_rerank(candidates: list[dict[str, Any]], k: int, diversity: float = 0.0)
     return [ranked[i] for i in picked]
 
 
+def explain(candidate: dict[str, Any], history: list[dict[str, Any]], words: list[str]) -> str:
+    """A short reason: the query words the item's text contains, else the profile item most like it."""
+    if words:
+        own = set(informative_words(f"{candidate.get('title', '')} {candidate.get('text', '')}"))
+        matched = [w for w in dict.fromkeys(words) if w in own][:3]
+        if matched:
+            return "matches " + ", ".join(f"'{w}'" for w in matched)
+    if history and candidate.get("vector") is not None:
+        vector = np.asarray(candidate["vector"], dtype=np.float32)
+        sims = [float(np.dot(vector, np.asarray(h["vector"], dtype=np.float32))) for h in history]
+        best = history[int(np.argmax(sims))]
+        return f"like '{best['title'] or best['item_id']}'"
+    return "close to your description" if words else "close to your profile"
+
+
 @serve.deployment
 class Reranker:
     def __init__(self, diversity: float = 0.0):
@@ -52,12 +71,17 @@ class Reranker:
         self.diversity = diversity
 
     def rerank(
-        self, candidates: list[dict[str, Any]], k: int, exclude: list[str] | None = None
+        self,
+        candidates: list[dict[str, Any]],
+        k: int,
+        exclude: list[str] | None = None,
+        context: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """The final top ``k``: never an item the user already clicked, then MMR; vectors dropped."""
+        """The final top ``k``: never an excluded item, then MMR; each with a reason, vectors dropped."""
         seen = set(exclude or ())
         fresh = [c for c in candidates if c["item_id"] not in seen]
+        history, words = (context or {}).get("history") or [], (context or {}).get("words") or []
         return [
-            {key: value for key, value in c.items() if key != "vector"}
+            {"item_id": c["item_id"], "title": c["title"], "score": c["score"], "reason": explain(c, history, words)}
             for c in mmr_rerank(fresh, k, self.diversity)
         ]

@@ -1,6 +1,6 @@
 """The HTTP contract of the recommendation service (request and response bodies).
 
-Static rules live here (types, k >= 1, text not blank, at least one of text / item_ids);
+Static rules live here (types, k >= 1, text not blank, at least one of text / item_ids / user_id);
 limits chosen at deploy time (max_k, max_text_chars, max_item_ids) are checked by the ingress.
 """
 
@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 
 
 class RecommendRequest(BaseModel):
-    """``POST /recommend``: a cold user described by free text, clicked items (newest first), or both."""
+    """``POST /recommend``: a user described by free text, clicked items (newest first), a stored
+    ``user_id`` (their events, newest first, come after ``item_ids``), or any mix."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -18,6 +19,11 @@ class RecommendRequest(BaseModel):
     item_ids: list[StrictStr] | None = Field(None, description="items the user touched, newest first")
     k: StrictInt = Field(10, ge=1, description="how many items to return (at most the server's max_k)")
     scene: StrictStr | None = Field(None, description="restrict results to one scene of the catalog")
+    user_id: StrictStr | None = Field(None, min_length=1, max_length=200, description="a user with stored events")
+    category: StrictStr | None = Field(
+        None, min_length=1, max_length=200, description="keep items whose categories or genres contain this (any case)"
+    )
+    exclude_seen: bool = Field(True, description="never return the profile's items (item_ids and the user's history)")
 
     @field_validator("text")
     @classmethod
@@ -33,10 +39,17 @@ class RecommendRequest(BaseModel):
             raise ValueError("item_ids holds an empty id")
         return value
 
+    @field_validator("user_id", "category")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty or only whitespace")
+        return value
+
     @model_validator(mode="after")
     def _needs_a_profile(self) -> "RecommendRequest":
-        if self.text is None and not self.item_ids:
-            raise ValueError("give at least one of text or item_ids")
+        if self.text is None and not self.item_ids and self.user_id is None:
+            raise ValueError("give at least one of text, item_ids or user_id")
         return self
 
 
@@ -44,6 +57,7 @@ class RecommendedItem(BaseModel):
     item_id: str
     title: str
     score: float
+    reason: str = Field("", description="why: the profile item it is most like, or the query words it matched")
 
 
 class RecommendResponse(BaseModel):

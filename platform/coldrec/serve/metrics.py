@@ -1,0 +1,65 @@
+"""Prometheus metrics for the HTTP app, through Ray's metrics system (scraped from each node's
+metrics agent, like Serve's own ``ray_serve_*`` series).
+
+    coldrec_http_requests_total{route, method, status}
+    coldrec_http_errors_total{route, method, status}         (status >= 400)
+    coldrec_http_latency_ms{route, method}                   histogram
+    coldrec_catalog_items / coldrec_catalog_seq              gauges, set by the Retriever
+
+``route`` is the route's template (``/items/{item_id}``), never the raw path, so ids do not
+explode the series count. Metric objects are made on first use, inside the replica process.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+from fastapi import FastAPI, Request
+
+LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+
+
+@lru_cache(maxsize=1)
+def http_metrics():
+    from ray.util.metrics import Counter, Histogram
+
+    tags = ("route", "method", "status")
+    return (
+        Counter("coldrec_http_requests", "HTTP requests answered by the ingress", tag_keys=tags),
+        Counter("coldrec_http_errors", "HTTP requests answered with status >= 400", tag_keys=tags),
+        Histogram("coldrec_http_latency_ms", "Ingress time per request (ms)", LATENCY_BOUNDARIES_MS,
+                  tag_keys=("route", "method")),  # fmt: skip
+    )
+
+
+@lru_cache(maxsize=1)
+def catalog_gauges():
+    from ray.util.metrics import Gauge
+
+    return (
+        Gauge("coldrec_catalog_items", "Items in a Retriever replica's index", tag_keys=("model_version",)),
+        Gauge("coldrec_catalog_seq", "Last catalog change a Retriever replica applied", tag_keys=("model_version",)),
+    )
+
+
+def install_metrics(api: FastAPI) -> None:
+    @api.middleware("http")
+    async def _measure(request: Request, call_next):
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            tags = {"route": getattr(route, "path", "unmatched"), "method": request.method, "status": str(status)}
+            try:
+                requests, errors, latency = http_metrics()
+                requests.inc(tags=tags)
+                if status >= 400:
+                    errors.inc(tags=tags)
+                latency.observe((time.perf_counter() - start) * 1000, tags={k: tags[k] for k in ("route", "method")})
+            except Exception:  # metrics must never fail a request (e.g. outside a Ray worker)
+                pass
