@@ -204,3 +204,22 @@ def test_restart_keeps_catalog_changes_and_events(deployed):
     profile = client.get("/users/u-restart/profile").json()
     assert [i["item_id"] for i in profile["recent_items"]] == ["kept-1"]
     assert client.post("/recommend", json={"user_id": "u-restart", "k": 3}).status_code == 200
+
+
+def test_metric_objects_record_in_a_ray_worker(ray_session):
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def record() -> bool:
+        from coldrec.serve.metrics import catalog_gauges, http_metrics
+
+        requests, errors, latency = http_metrics()
+        tags = {"route": "/recommend", "method": "POST", "status": "200"}
+        requests.inc(tags=tags)
+        errors.inc(tags={**tags, "status": "422"})
+        latency.observe(12.5, tags={"route": "/recommend", "method": "POST"})
+        for gauge in catalog_gauges():
+            gauge.set(3, tags={"model_version": "v"})
+        return True
+
+    assert ray.get(record.remote())
