@@ -154,6 +154,19 @@ def test_similar_items(client):
     assert client.get("/items/twin-1/similar", params={"k": 1}).json()["items"][0]["item_id"] == "i1"
 
 
+def test_changes_from_another_model_version_are_re_encoded(deployed):
+    import numpy as np
+
+    from coldrec.store import open_store
+
+    client, args = deployed
+    store = open_store(args.store)  # as a writer serving an older model would have left it
+    row = {"item_id": "old-1", "scene": "shop", "title": "Velvet hammock", "text": "Velvet hammock"}
+    store.put_item(row, np.ones(3, dtype=np.float32), "an-older-model")
+    store.close()
+    assert top_ids(client, {"text": "Velvet hammock", "k": 1}) == ["old-1"]
+
+
 @pytest.mark.parametrize(
     "method, path, body, status, message",
     [
