@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 # The only columns training reads; selecting them early keeps the object store small.
 TRAIN_COLUMNS = ["profile_text", "target_text", "target"]
@@ -39,8 +40,11 @@ def _texts(column: Any) -> list[str]:
     return ["" if t is None else str(t) for t in column]
 
 
-class TokenizingCollate:
-    """Callable for ``iter_torch_batches(collate_fn=...)``: numpy columns in, tensors out.
+class TokenizingCollate(NumpyBatchCollateFn):
+    """``iter_torch_batches(collate_fn=...)``: numpy columns in, tensors out.
+
+    Subclassing ``NumpyBatchCollateFn`` tells Ray to hand over ``dict[str, np.ndarray]``
+    (a bare function is deprecated since Ray 2.47); it is still a plain callable in tests.
 
     Output keys (all tensors, shapes ``(batch, tokens)`` or ``(batch,)``):
     ``user_input_ids``, ``user_attention_mask`` (at most ``max_user_tokens``),

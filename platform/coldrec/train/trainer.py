@@ -54,11 +54,29 @@ def _with_absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
     return cfg.model_copy(update={"data": data, "model": model, "train": train})
 
 
-def _check_inputs(processed: Path) -> None:
-    for sub in ("examples/train", "examples/valid", "items"):
+def check_inputs(processed: Path) -> None:
+    """Fail on the driver, with the folder's name, before any worker starts."""
+    import pyarrow.dataset as pads
+
+    needs = {"examples/train": TRAIN_COLUMNS, "examples/valid": ["profile_text", "target"], "items": ["item_id", "text"]}
+    for sub, columns in needs.items():
         folder = processed / sub
         if not folder.is_dir() or not any(folder.glob("*.parquet")):
             raise FileNotFoundError(f"{folder} has no parquet files; run `coldrec preprocess` first")
+        missing = sorted(set(columns) - set(pads.dataset(str(folder), format="parquet").schema.names))
+        if missing:
+            raise ValueError(f"{folder} lacks columns {missing} (layout in coldrec.data.schema)")
+
+
+def set_aside_previous_run(cfg: TrainConfig) -> Path | None:
+    """With ``resume=false``, move an existing run folder aside so Ray starts afresh; returns where it went."""
+    previous = run_dir(cfg)
+    if cfg.resume or not previous.exists():
+        return None
+    aside = previous.with_name(f"{cfg.run_name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    previous.rename(aside)
+    print(f"[train] train.resume=false: moved the previous run to {aside}")
+    return aside
 
 
 def _export_best(checkpoint_dir: Path, target: Path) -> Path:
@@ -79,12 +97,8 @@ def train(cfg: PipelineConfig) -> TrainResult:
 
     cfg = _with_absolute_paths(cfg)
     tc, processed = cfg.train, cfg.data.processed_dir
-    _check_inputs(processed)
-    previous = run_dir(tc)
-    if previous.exists() and not tc.resume:
-        aside = previous.with_name(f"{tc.run_name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        previous.rename(aside)
-        print(f"[train] train.resume=false: moved the previous run to {aside}")
+    check_inputs(processed)
+    set_aside_previous_run(tc)
 
     metric = recall_metric(tc.val_k)
     trainer = TorchTrainer(
