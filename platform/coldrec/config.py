@@ -105,6 +105,18 @@ class EvalConfig(_Strict):
     batch_size: int = 64
     output: str = "artifacts/eval/results.json"
     seed: int = 0
+    # Protocols of coldrec.eval.protocols run by the quality-table job.
+    protocols: list[Literal["leave-one-out", "time-split", "cold-users"]] = Field(
+        default_factory=lambda: ["leave-one-out"])
+    # Baseline grids, searched by NDCG@10 on validation examples (never test); the middle value
+    # is used when a protocol has none. EASE's lambda is usually best in the hundreds on sparse data.
+    ease_lambdas: list[float] = Field(default_factory=lambda: [20.0, 100.0, 500.0, 2500.0])
+    itemknn_decays: list[float] = Field(default_factory=lambda: [1.0, 0.8, 0.5])  # history recency weight
+    tune_max_users: int | None = 2000
+    # Global time split: cut at this quantile of interaction timestamps; "first" = each test
+    # user's first interaction after the cut is the target, "all" = every one of them.
+    time_quantile: float = Field(default=0.8, gt=0.0, lt=1.0)
+    time_targets: Literal["first", "all"] = "first"
 
 
 class ServeConfig(_Strict):

@@ -20,7 +20,7 @@ from coldrec.data.processed import load_examples, load_items
 from coldrec.eval.metrics import rank_metrics, target_ranks
 from coldrec.eval.scorers import Scorer, encoder_scorer, popularity_scorer
 
-METHODS = ("popularity", "untrained-last-item", "untrained", "finetuned")
+METHODS = ("popularity", "itemknn", "ease", "bm25", "untrained-last-item", "untrained", "finetuned")
 
 
 class EvalRow(BaseModel):
@@ -78,6 +78,12 @@ def _build_scorer(method: str, cfg: PipelineConfig, items: pd.DataFrame, train: 
         encoder = TextEncoder.load(cfg.model.backbone, model_config=cfg.model)
         return encoder_scorer(encoder, texts, cfg.eval.batch_size, last_item_only=method == "untrained-last-item",
                               item_text_by_id=dict(zip(item_ids, texts)))
+    if method in ("itemknn", "ease", "bm25"):
+        from coldrec.eval.methods import Methods
+
+        # EASE's lambda and item-kNN's decay are chosen on the validation split, never on test.
+        valid = load_examples(cfg.data.processed_dir, "valid")
+        return Methods(cfg.eval, cfg.model).build(method, items, train, valid)
     if method == "finetuned":
         if not model_path or not Path(model_path).exists():
             raise FileNotFoundError(f"no fine-tuned model at {model_path}; run `coldrec train` first or pass --model")

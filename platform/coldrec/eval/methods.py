@@ -1,0 +1,125 @@
+"""Every evaluation method by name, with its hyper-parameters chosen on validation.
+
+``Methods`` builds a scorer for a method on a protocol's data (catalog, training and
+validation examples) and caches what does not depend on the protocol: loaded encoders
+and their item vectors. Hyper-parameters of the baselines (EASE's lambda, item-kNN's
+recency decay) are chosen by NDCG@10 on the validation examples, never on test; with no
+validation examples the middle value of the grid is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coldrec.config import EvalConfig, ModelConfig
+from coldrec.eval.baselines import BM25, EASE, ItemKNN
+from coldrec.eval.metrics import rank_metrics, target_ranks
+from coldrec.eval.scorers import Scorer, popularity_scorer
+
+ID_METHODS = ("popularity", "itemknn", "ease")
+TEXT_METHODS = ("bm25",)
+ENCODER_METHODS = ("untrained-last-item", "untrained", "finetuned")
+ALL_METHODS = ("popularity", "itemknn", "ease", "bm25", "untrained-last-item", "untrained", "finetuned")
+TUNE_K = 10
+
+
+def validation_ndcg(scorer: Scorer, valid: pd.DataFrame, item_ids: Sequence[str], seed: int = 0,
+                    max_users: int | None = 2000) -> float:
+    """NDCG@10 of one target per row (``target``) on validation examples."""
+    position = {item_id: i for i, item_id in enumerate(item_ids)}
+    valid = valid[valid["target"].isin(position)]
+    if max_users and len(valid) > max_users:
+        valid = valid.sample(n=max_users, random_state=seed)
+    tie_order = np.random.default_rng(seed).permutation(len(item_ids))
+    targets = valid["target"].map(position).to_numpy()
+    ranks = [target_ranks(np.asarray(scorer(valid.iloc[lo : lo + 512]), dtype=np.float32), targets[lo : lo + 512],
+                          tie_order) for lo in range(0, len(valid), 512)]
+    return rank_metrics(np.concatenate(ranks), [TUNE_K])[f"ndcg@{TUNE_K}"] if ranks else 0.0
+
+
+def choose(build: Callable[[float], Scorer], grid: Sequence[float], valid: pd.DataFrame | None,
+           item_ids: Sequence[str], cfg: EvalConfig) -> tuple[Scorer, dict]:
+    """The grid value with the best validation NDCG@10; returns (scorer, what was chosen and why)."""
+    if valid is None or valid.empty:
+        value = grid[len(grid) // 2]
+        return build(value), {"chosen": value, "on": "no validation examples: middle of the grid"}
+    results: dict[float, float] = {}
+    best: tuple[float, Scorer] | None = None
+    for value in grid:
+        scorer = build(value)
+        results[value] = validation_ndcg(scorer, valid, item_ids, cfg.seed, cfg.tune_max_users)
+        if best is None or results[value] > results[best[0]]:
+            best = (value, scorer)
+    return best[1], {"chosen": best[0], "on": f"validation ndcg@{TUNE_K}", "grid": results}
+
+
+class Methods:
+    """Scorer factory for one run; encoders and item vectors are loaded once per source."""
+
+    def __init__(self, cfg: EvalConfig, model: ModelConfig, model_path: str | None = None):
+        self.cfg, self.model, self.model_path = cfg, model, model_path
+        self._encoders: dict[str, object] = {}
+        self._vectors: dict[tuple[str, int], np.ndarray] = {}
+        self.chosen: dict[str, dict] = {}  # method -> hyper-parameter choice of the last build
+
+    def _source(self, method: str) -> str | None:
+        return self.model_path if method == "finetuned" else self.model.backbone
+
+    def encoder(self, method: str):
+        from coldrec.model.encoder import TextEncoder
+
+        source = self._source(method)
+        if method == "finetuned" and (not source or not Path(source).exists()):
+            raise FileNotFoundError(f"no fine-tuned model at {source}; run `coldrec train` first or pass --model")
+        if source not in self._encoders:
+            self._encoders[source] = TextEncoder.load(source, model_config=self.model)
+        return self._encoders[source]
+
+    def item_vectors(self, method: str, items: pd.DataFrame) -> np.ndarray:
+        """(items, dim) item-tower vectors of ``items['text']`` for an encoder method, cached."""
+        enc = self.encoder(method)
+        key = (self._source(method), hash(tuple(items["item_id"])))
+        if key not in self._vectors:
+            self._vectors[key] = enc.encode_items(items["text"].tolist(), batch_size=self.cfg.batch_size)
+        return self._vectors[key]
+
+    def build(self, method: str, items: pd.DataFrame, train: pd.DataFrame,
+              valid: pd.DataFrame | None = None) -> Scorer:
+        """A scorer over ``items`` (catalog order) for ``method``; ID models fit on ``train``."""
+        item_ids = items["item_id"].tolist()
+        if method == "popularity":
+            return popularity_scorer(train, item_ids)
+        if method == "itemknn":
+            knn = ItemKNN(train, item_ids)
+            scorer, self.chosen[method] = choose(knn.scorer, self.cfg.itemknn_decays, valid, item_ids, self.cfg)
+            return scorer
+        if method == "ease":
+            ease = EASE(train, item_ids)
+            scorer, self.chosen[method] = choose(ease.scorer, self.cfg.ease_lambdas, valid, item_ids, self.cfg)
+            return scorer
+        if method == "bm25":
+            return BM25(items["text"].tolist()).scorer("profile_text")
+        if method in ENCODER_METHODS:
+            return _encoder_scorer(self.encoder(method), self.item_vectors(method, items), items,
+                                   self.cfg.batch_size, last_item_only=method == "untrained-last-item")
+        raise ValueError(f"unknown method {method!r}; choose from {ALL_METHODS}")
+
+
+def _encoder_scorer(encoder, item_vecs: np.ndarray, items: pd.DataFrame, batch_size: int,
+                    last_item_only: bool) -> Scorer:
+    """:func:`coldrec.eval.scorers.encoder_scorer` on already computed item vectors (items, dim)."""
+    text_by_id = dict(zip(items["item_id"], items["text"]))
+
+    def score(batch: pd.DataFrame) -> np.ndarray:
+        if last_item_only:
+            texts = [text_by_id.get(h[-1], "") if len(h) else "" for h in batch["history"]]
+            users = encoder.encode_items(texts, batch_size=batch_size)
+        else:
+            users = encoder.encode_users(batch["profile_text"].tolist(), batch_size=batch_size)  # (batch, dim)
+        return users @ item_vecs.T  # (batch, items)
+
+    return score
