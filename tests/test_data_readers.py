@@ -10,11 +10,11 @@ import pytest
 from coldrec.config import DataConfig, GenericSource
 from coldrec.data.readers import RAW_INTERACTION_COLUMNS, RAW_ITEM_COLUMNS, DataError, read_source
 
-# (users, items, interactions). Scientific: 59,384 rows sit in test.inter (histories capped at 50);
-# three users have longer sequences whose 43 earliest items only train.inter keeps, and the reader
-# recovers them so that the train examples match Scientific.train.inter (34,101 rows).
+# (users, items, interactions). amazon-scientific is read (and counted) by the split test in
+# test_preprocess.py, to read it once: 8,442 / 4,385 / 59,427. Its test.inter holds 59,384 rows
+# (histories capped at 50); three users have longer sequences whose 43 earliest items only
+# train.inter keeps, and the reader recovers them so the train examples match train.inter.
 REAL = {
-    "amazon-scientific": (8442, 4385, 59427),
     "amazon-office": (4905, 2420, 53258),
     "ml-100k": (943, 1682, 100000),
 }

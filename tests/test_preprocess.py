@@ -11,6 +11,7 @@ import pytest
 from coldrec.config import DataConfig, GenericSource
 from coldrec.data.preprocess import preprocess
 from coldrec.data.processed import load_examples, load_items, load_stats
+from coldrec.data.readers import DataError
 from coldrec.data.schema import EXAMPLE_SCHEMA, INTERACTION_SCHEMA, REJECT_SCHEMA
 
 ITEMS_CSV = """item_id,title,genres
@@ -126,6 +127,8 @@ def test_scientific_matches_the_official_split(ray_session, datasets_dir, tmp_pa
         assert rows == _official(datasets_dir, split), split
     assert result.counts["train"] == 34101 and result.counts["test"] == result.counts["users"] == 8442
     assert result.counts["items"] == 4385 and result.counts["interactions_rejected"] == 0
+    # 59,384 rows in test.inter + 43 earlier items of the 3 users with more than 51 (see test_data_readers)
+    assert result.counts["interactions"] == 59427
 
 
 @pytest.mark.slow
@@ -136,3 +139,14 @@ def test_scientific_matches_the_official_split(ray_session, datasets_dir, tmp_pa
 def test_real_datasets_preprocess(ray_session, tmp_path, dataset, counts):
     c = preprocess(DataConfig(dataset=dataset, output_dir=str(tmp_path))).counts
     assert (c["users"], c["items"], c["interactions"], c["train"]) == counts
+
+
+def test_malformed_file_stops_with_its_name(ray_session, tmp_path):
+    (tmp_path / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t1\t3\t100\n1\t2\n"
+    )
+    (tmp_path / "ml-100k.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n1\tA\t1999\tDrama\n"
+    )
+    with pytest.raises(DataError, match=r"ml-100k\.inter: unreadable: .*Expected 4 columns"):
+        preprocess(DataConfig(dataset="ml-100k", path=str(tmp_path), output_dir=str(tmp_path / "out")))

@@ -7,13 +7,14 @@ output layout is documented in :mod:`coldrec.data.schema`. Stages:
 2. interactions: read -> ``check_interactions`` (map_batches, against the kept catalog)
    -> group by user_id: de-duplicate, order by (timestamp, position), build examples.
    One shuffle emits every output kind (interaction / rejected / example / short_user)
-   into one table, so the user's rows are sorted once; writes then select by kind.
+   into one table, so the user's rows are sorted once; one sink pass writes each kind.
 3. counts: every input row is kept or rejected, checked, and written to stats.json.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 from collections import Counter
@@ -186,10 +187,12 @@ def _run(ds: ray.data.Dataset, what: str) -> ray.data.Dataset:
     """Execute; a read failure inside Ray (malformed file) becomes a DataError naming it."""
     try:
         return ds.materialize()
-    except DataError:
-        raise
-    except Exception as e:  # Ray wraps reader errors in task errors; keep the message, drop the trace
-        raise DataError(f"{what}: {str(e).strip().splitlines()[-1]}") from e
+    except Exception as e:  # Ray wraps task errors; keep the innermost error line, drop the traces
+        if type(e) is DataError:
+            raise
+        lines = [ln for ln in str(e).splitlines() if re.match(r"^[\w.]*(Error|Exception): ", ln)]
+        detail = lines[-1].split(": ", 1)[1] if lines else str(e).strip().splitlines()[-1]
+        raise DataError(f"{what}: {detail}") from e
 
 
 def _table_counts(tally: Counter, kept_kind: str) -> dict:

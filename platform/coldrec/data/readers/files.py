@@ -90,10 +90,13 @@ class NumberedCSVDatasource(CSVDatasource):
 
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
         start = 0
-        for table in super()._read_stream(f, path):
-            n = table.num_rows
-            yield table.append_column(ROW_NUMBER, pa.array(range(start, start + n), pa.int64()))
-            start += n
+        try:
+            for table in super()._read_stream(f, path):
+                n = table.num_rows
+                yield table.append_column(ROW_NUMBER, pa.array(range(start, start + n), pa.int64()))
+                start += n
+        except ValueError as e:  # Ray's message hides pyarrow's, which says which line is wrong
+            raise DataError(f"{path}: unreadable: {e.__cause__ or e}") from e
 
 
 def read_delimited(
