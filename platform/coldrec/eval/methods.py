@@ -88,18 +88,21 @@ class Methods:
         return self._vectors[key]
 
     def build(self, method: str, items: pd.DataFrame, train: pd.DataFrame,
-              valid: pd.DataFrame | None = None) -> Scorer:
-        """A scorer over ``items`` (catalog order) for ``method``; ID models fit on ``train``."""
+              valid: pd.DataFrame | None = None, tune_train: pd.DataFrame | None = None) -> Scorer:
+        """A scorer over ``items`` (catalog order) for ``method``; ID models fit on ``train``.
+
+        Grids are searched on ``valid`` with the model fit on ``tune_train`` when given (then
+        refit on ``train`` with the chosen value), else fit on ``train``.
+        """
         item_ids = items["item_id"].tolist()
         if method == "popularity":
             return popularity_scorer(train, item_ids)
-        if method == "itemknn":
-            knn = ItemKNN(train, item_ids)
-            scorer, self.chosen[method] = choose(knn.scorer, self.cfg.itemknn_decays, valid, item_ids, self.cfg)
-            return scorer
-        if method == "ease":
-            ease = EASE(train, item_ids)
-            scorer, self.chosen[method] = choose(ease.scorer, self.cfg.ease_lambdas, valid, item_ids, self.cfg)
+        if method in ("itemknn", "ease"):
+            model, grid = (ItemKNN, self.cfg.itemknn_decays) if method == "itemknn" else (EASE, self.cfg.ease_lambdas)
+            fitted = model(train if tune_train is None else tune_train, item_ids)
+            scorer, self.chosen[method] = choose(fitted.scorer, grid, valid, item_ids, self.cfg)
+            if tune_train is not None:
+                scorer = model(train, item_ids).scorer(self.chosen[method]["chosen"])
             return scorer
         if method == "bm25":
             return BM25(items["text"].tolist()).scorer("profile_text")
