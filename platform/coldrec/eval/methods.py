@@ -65,6 +65,7 @@ class Methods:
         self._encoders: dict[str, object] = {}
         self._vectors: dict[tuple[str, int], np.ndarray] = {}
         self.chosen: dict[str, dict] = {}  # method -> hyper-parameter choice of the last build
+        self._fitted: dict[tuple, tuple[Scorer, dict]] = {}  # protocols sharing training data share a fit
 
     def _source(self, method: str) -> str | None:
         return self.model_path if method == "finetuned" else self.model.backbone
@@ -98,11 +99,10 @@ class Methods:
         if method == "popularity":
             return popularity_scorer(train, item_ids)
         if method in ("itemknn", "ease"):
-            model, grid = (ItemKNN, self.cfg.itemknn_decays) if method == "itemknn" else (EASE, self.cfg.ease_lambdas)
-            fitted = model(train if tune_train is None else tune_train, item_ids)
-            scorer, self.chosen[method] = choose(fitted.scorer, grid, valid, item_ids, self.cfg)
-            if tune_train is not None:
-                scorer = model(train, item_ids).scorer(self.chosen[method]["chosen"])
+            key = (method, _fingerprint(items), _fingerprint(train), _fingerprint(valid), _fingerprint(tune_train))
+            if key not in self._fitted:
+                self._fitted[key] = self._fit(method, item_ids, train, valid, tune_train)
+            scorer, self.chosen[method] = self._fitted[key]
             return scorer
         if method == "bm25":
             return BM25(items["text"].tolist()).scorer("profile_text")
@@ -110,6 +110,23 @@ class Methods:
             return _encoder_scorer(self.encoder(method), self.item_vectors(method, items), items,
                                    self.cfg.batch_size, last_item_only=method == "untrained-last-item")
         raise ValueError(f"unknown method {method!r}; choose from {ALL_METHODS}")
+
+    def _fit(self, method: str, item_ids: list[str], train: pd.DataFrame, valid: pd.DataFrame | None,
+             tune_train: pd.DataFrame | None) -> tuple[Scorer, dict]:
+        model, grid = (ItemKNN, self.cfg.itemknn_decays) if method == "itemknn" else (EASE, self.cfg.ease_lambdas)
+        fitted = model(train if tune_train is None else tune_train, item_ids)
+        scorer, chosen = choose(fitted.scorer, grid, valid, item_ids, self.cfg)
+        if tune_train is not None:
+            scorer = model(train, item_ids).scorer(chosen["chosen"])
+        return scorer, chosen
+
+
+def _fingerprint(df: pd.DataFrame | None) -> tuple | None:
+    """A cheap content key of an examples or items table (ids and targets, not histories)."""
+    if df is None:
+        return None
+    cols = [c for c in ("user_id", "item_id", "target") if c in df]
+    return (len(df), int(pd.util.hash_pandas_object(df[cols], index=False).sum()))
 
 
 def _encoder_scorer(encoder, item_vecs: np.ndarray, items: pd.DataFrame, batch_size: int,

@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coldrec.eval.table import load_table_config, markdown, run_quality_table
+from test_eval_protocols import write_timed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write_configs(tmp_path: Path, tiny_backbone: str) -> Path:
+    write_timed(tmp_path / "data" / "office")
+    pipeline = {"data": {"dataset": "generic", "scene": "office", "output_dir": str(tmp_path / "data")},
+                "model": {"backbone": tiny_backbone},
+                "eval": {"ks": [5, 10], "time_quantile": 0.86, "mask_history": True,
+                         "protocols": ["leave-one-out", "time-split", "cold-users"]}}
+    (tmp_path / "office.yaml").write_text(yaml.safe_dump(pipeline))
+    table = {"overrides": ["eval.max_users=20"],
+             "runs": [{"config": str(tmp_path / "office.yaml"), "model": None,
+                       "methods": ["popularity", "ease", "bm25", "untrained"]}]}
+    (tmp_path / "table.yaml").write_text(yaml.safe_dump(table))
+    return tmp_path / "table.yaml"
+
+
+def test_quality_table_rows_and_markdown(tmp_path, tiny_backbone):
+    rows, notes = run_quality_table(load_table_config(_write_configs(tmp_path, tiny_backbone)))
+    assert {(r["protocol"], r.get("bucket")) for r in rows} >= {
+        ("leave-one-out", None), ("time-split", "all"), ("time-split", "cold"), ("cold-users", "0"), ("cold-users", "4-10")}
+    for r in rows:
+        assert {"dataset", "protocol", "method", "metric", "k", "value"} <= set(r)
+    assert {r["users"] for r in rows if r["protocol"] == "leave-one-out"} == {20}
+    assert {r["masked_history"] for r in rows} == {False, True}
+    text = markdown(rows, notes)
+    assert "### office / time-split" in text and "| cold | ease |" in text and "diversity@10" in text
+    assert "chosen on validation: {'ease'" in text
+
+
+def test_table_config_rejects_unknown_methods(tmp_path):
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"runs": [{"config": "x.yaml", "methods": ["svd"]}]}))
+    with pytest.raises(ValueError, match="unknown method"):
+        load_table_config(tmp_path / "t.yaml")
+
+
+def test_benchmark_job_records_rows(tmp_path, tiny_backbone):
+    table = _write_configs(tmp_path, tiny_backbone)
+    out = tmp_path / "bench"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality_table.py"), "--config", str(table),
+                    "--root", str(out), "--machine", "test machine", "eval.protocols=[leave-one-out]"],
+                   check=True, capture_output=True, cwd=ROOT)
+    rows = json.loads((out / "benchmarks" / "results" / "quality.json").read_text())
+    assert rows and all(r["machine"] == "test machine" and r["date"] for r in rows)
+    assert "<!-- begin:quality -->" in (out / "BENCHMARKS.md").read_text()
