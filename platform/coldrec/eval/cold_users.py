@@ -51,26 +51,31 @@ def free_text_description(history: Sequence[str], target: str, items: pd.DataFra
     """"Looking for: w1, w2, ..." from the words of the user's history items.
 
     Exactly: drop every history occurrence of ``target``; take the newest ``max_items``
-    remaining items; from each take its ``categories`` field, or its ``title`` when it has
-    none (the Amazon readers keep title, categories and brand together in ``title``);
+    remaining items; from each take its ``categories`` and ``genres`` fields, or its ``title``
+    when it has neither (the Amazon readers keep title, categories and brand together in ``title``);
     lower-case words of 3+ letters that are not stopwords; count in how many of these
     items each word occurs; keep the ``max_words`` most frequent (ties: the word seen
     first, newest item first). Empty when nothing is left. The target's text is never read.
     """
-    fields = items if isinstance(items, dict) else items.set_index("item_id")[["title", "categories"]].to_dict("index")
+    fields = items if isinstance(items, dict) else _description_fields(items)
     others = [h for h in reversed(list(history)) if h != target][:max_items]
     counts: Counter = Counter()
     first_seen: dict[str, int] = {}
     for item_id in others:
         row = fields.get(item_id, {})
-        source = row.get("categories") if isinstance(row.get("categories"), str) and row.get("categories") else (
-            row.get("title") if isinstance(row.get("title"), str) else "")
+        labels = " ".join(v for v in (row.get("categories"), row.get("genres")) if isinstance(v, str) and v)
+        source = labels or (row.get("title") if isinstance(row.get("title"), str) else "")
         words = [w for w in _WORD.findall(source.lower()) if len(w) >= 3 and w not in STOPWORDS]
         for w in dict.fromkeys(words):
             counts[w] += 1
             first_seen.setdefault(w, len(first_seen))
     best = sorted(counts, key=lambda w: (-counts[w], first_seen[w]))[:max_words]
     return f"Looking for: {', '.join(best)}" if best else ""
+
+
+def _description_fields(items: pd.DataFrame) -> dict[str, dict]:
+    cols = [c for c in ("title", "categories", "genres") if c in items]
+    return items.set_index("item_id")[cols].to_dict("index")
 
 
 def bucket_queries(seqs: pd.Series, max_history: int, truncate: bool = True) -> pd.DataFrame:
@@ -100,7 +105,7 @@ def cold_user_data(cfg: PipelineConfig, items: pd.DataFrame, inter: pd.DataFrame
     seqs = seqs[seqs.index.isin(sample_users(seqs.index, cfg.eval.max_users, cfg.eval.seed))]
     queries = bucket_queries(seqs, cfg.data.max_history, truncate)
     texts = plain_item_texts(items)
-    fields = items.set_index("item_id")[["title", "categories"]].to_dict("index")
+    fields = _description_fields(items)
     scene = cfg.data.scene_name if scene_prefix else None
     free = [free_text_description(full, t[0], fields) if b == "0" else None
             for b, full, t in zip(queries["bucket"], queries["full_history"], queries["targets"])]
