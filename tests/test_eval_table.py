@@ -36,7 +36,7 @@ def test_quality_table_rows_and_markdown(tmp_path, tiny_backbone):
     assert {r["masked_history"] for r in rows} == {False, True}
     text = markdown(rows, notes)
     assert "### office / time-split" in text and "| cold | ease |" in text and "diversity@10" in text
-    assert "chosen on validation: {'ease'" in text
+    assert "chosen on validation: {'ease'" in text and "| ease (masked) |" in text
 
 
 def test_table_config_rejects_unknown_methods(tmp_path):

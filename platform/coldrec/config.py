@@ -116,7 +116,7 @@ class EvalConfig(_Strict):
         default_factory=lambda: ["leave-one-out"])
     # Baseline grids, searched by NDCG@10 on validation examples (never test); the middle value
     # is used when a protocol has none. EASE's lambda is usually best in the hundreds on sparse data.
-    ease_lambdas: list[float] = Field(default_factory=lambda: [20.0, 100.0, 500.0, 2500.0])
+    ease_lambdas: list[float] = Field(default_factory=lambda: [20.0, 100.0, 500.0, 2500.0, 10000.0])
     itemknn_decays: list[float] = Field(default_factory=lambda: [1.0, 0.8, 0.5])  # history recency weight
     tune_max_users: int | None = 2000
     # Global time split: cut at this quantile of interaction timestamps; "first" = each test

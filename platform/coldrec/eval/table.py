@@ -104,23 +104,28 @@ def _fmt(value: float | None) -> str:
 
 
 def markdown(rows: list[dict], notes: list[dict], k: int = 10) -> str:
-    """One table per dataset and protocol (history not masked), metrics at ``k``, then the notes."""
+    """One table per dataset and protocol, metrics at ``k``, then the notes.
+
+    Rows with history items masked (``eval.mask_history``) follow as "<method> (masked)".
+    """
     parts: list[str] = []
     groups = dict.fromkeys((r["dataset"], r["protocol"]) for r in rows)
     for dataset, protocol in groups:
-        sel = [r for r in rows if (r["dataset"], r["protocol"]) == (dataset, protocol) and not r["masked_history"]]
+        sel = [r for r in rows if (r["dataset"], r["protocol"]) == (dataset, protocol)]
         cols = [c for c in COLUMNS if any(r["metric"] == c for r in sel)]
         names = [c if c == "mrr" else f"{c}@{k}" for c in cols]
         parts.append(f"### {dataset} / {protocol}\n")
         parts.append("| bucket | method | users | " + " | ".join(names) + " |")
         parts.append("|---|---|---|" + "---|" * len(names))
-        keys = dict.fromkeys((r.get("bucket", "-"), r["method"]) for r in sel)
-        for bucket, method in keys:
-            cell = {r["metric"]: r for r in sel if (r.get("bucket", "-"), r["method"]) == (bucket, method)
-                    and r["k"] in (None, k)}
+        keys = sorted(dict.fromkeys((r["masked_history"], r.get("bucket", "-"), r["method"]) for r in sel),
+                      key=lambda key: key[0])  # stable: unmasked rows first, each in run order
+        for masked, bucket, method in keys:
+            cell = {r["metric"]: r for r in sel if (r["masked_history"], r.get("bucket", "-"), r["method"])
+                    == (masked, bucket, method) and r["k"] in (None, k)}
             users = next(iter(cell.values()))["users"] if cell else 0
             values = [_fmt(cell[c]["value"]) if c in cell else "" for c in cols]
-            parts.append(f"| {bucket} | {method} | {users} | " + " | ".join(values) + " |")
+            label = f"{method} (masked)" if masked else method
+            parts.append(f"| {bucket} | {label} | {users} | " + " | ".join(values) + " |")
         for note in (n for n in notes if (n["dataset"], n["protocol"]) == (dataset, protocol)):
             chosen = {m: v["chosen"] for m, v in note.items() if isinstance(v, dict) and "chosen" in v}
             parts.append(f"\nFacts: {note.get('facts')}; chosen on validation: {chosen or '-'}; "
