@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # Nothing may be fetched from a model hub at run time; tokenizers' own threads fight Ray's.
@@ -28,3 +29,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         os.environ.setdefault(key, value)
     runtime_env = {"py_modules": [package_dir()], "env_vars": dict(RUNTIME_ENV_VARS)}
     ray.init(address=address, num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=True)
+    if not sys.stdout.isatty():
+        # Progress bars redrawn into a log file or a job's output bury everything else.
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
