@@ -104,6 +104,20 @@ def _from_rank0(value: float | None) -> float | None:
     return box[0]
 
 
+def _report(metrics: dict, rank: int, model: TwoTowerModel, tokenizer, cfg: PipelineConfig, train_state: dict) -> None:
+    """Ray's pattern: rank 0 saves the unwrapped model to a temp dir; every rank reports."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            settings = EncoderSettings.from_configs(cfg.model, cfg.data, metrics=metrics)
+            save_checkpoint(model.backbone, tokenizer, settings, tmp)
+            torch.save(train_state, Path(tmp) / TRAIN_STATE_FILE)  # optimizer + scheduler + counters, for resuming
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
 def train_loop_per_worker(config: dict) -> list[dict]:
     import ray.train
     import ray.train.torch
@@ -155,13 +169,13 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     step, history = state["step"], list(state["history"])
     for epoch in range(state["epoch"], tc.epochs):
         model.train()
-        batches = shard.iter_torch_batches(
+        batches = iter(shard.iter_torch_batches(
             batch_size=tc.batch_size,
             collate_fn=collate,
             drop_last=True,  # the all-gather in the loss needs equal batch sizes on every worker
             local_shuffle_buffer_size=tc.batch_size * 8,
             local_shuffle_seed=tc.seed + epoch,  # a different, reproducible order each epoch
-        )
+        ))
         loss_sum, n = 0.0, 0
         for batch in itertools.islice(batches, steps):
             with autocast:
@@ -178,6 +192,9 @@ def train_loop_per_worker(config: dict) -> list[dict]:
             step, n, loss_sum = step + 1, n + 1, loss_sum + float(loss.detach())
             if rank == 0 and n % LOG_EVERY_STEPS == 0:
                 print(f"[train] epoch {epoch + 1} step {n}/{steps} loss {loss_sum / n:.4f}")
+        # Closing now (not at garbage collection) tells Ray's split coordinator at once that
+        # this worker is done with the epoch, also when the step cap stopped it early.
+        getattr(batches, "close", lambda: None)()
         train_loss = _mean_across_workers(loss_sum / max(n, 1), device)
 
         recall = None
@@ -193,16 +210,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         if rank == 0:
             print(f"[train] epoch {epoch + 1}/{tc.epochs} step {step} loss {train_loss:.4f} {metric} {recall:.4f}")
 
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if rank == 0:
-                settings = EncoderSettings.from_configs(cfg.model, cfg.data, metrics=metrics)
-                save_checkpoint(unwrapped.backbone, tokenizer, settings, tmp)
-                train_state = {
-                    "epoch": epoch + 1, "step": step, "history": history,
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                }
-                torch.save(train_state, Path(tmp) / TRAIN_STATE_FILE)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+        _report(metrics, rank, unwrapped, tokenizer, cfg, {
+            "epoch": epoch + 1, "step": step, "history": history,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        })
     return history
