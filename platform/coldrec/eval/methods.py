@@ -18,7 +18,7 @@ import pandas as pd
 from coldrec.config import EvalConfig, ModelConfig
 from coldrec.eval.baselines import BM25, EASE, ItemKNN
 from coldrec.eval.metrics import rank_metrics, target_ranks
-from coldrec.eval.scorers import Scorer, popularity_scorer
+from coldrec.eval.scorers import Scorer, popularity_scorer, vector_scorer
 
 ID_METHODS = ("popularity", "itemknn", "ease")
 TEXT_METHODS = ("bm25",)
@@ -107,8 +107,9 @@ class Methods:
         if method == "bm25":
             return BM25(items["text"].tolist()).scorer("profile_text")
         if method in ENCODER_METHODS:
-            return _encoder_scorer(self.encoder(method), self.item_vectors(method, items), items,
-                                   self.cfg.batch_size, last_item_only=method == "untrained-last-item")
+            return vector_scorer(self.encoder(method), self.item_vectors(method, items),
+                                 dict(zip(items["item_id"], items["text"])), self.cfg.batch_size,
+                                 last_item_only=method == "untrained-last-item")
         raise ValueError(f"unknown method {method!r}; choose from {ALL_METHODS}")
 
     def _fit(self, method: str, item_ids: list[str], train: pd.DataFrame, valid: pd.DataFrame | None,
@@ -127,19 +128,3 @@ def _fingerprint(df: pd.DataFrame | None) -> tuple | None:
         return None
     cols = [c for c in ("user_id", "item_id", "target") if c in df]
     return (len(df), int(pd.util.hash_pandas_object(df[cols], index=False).sum()))
-
-
-def _encoder_scorer(encoder, item_vecs: np.ndarray, items: pd.DataFrame, batch_size: int,
-                    last_item_only: bool) -> Scorer:
-    """:func:`coldrec.eval.scorers.encoder_scorer` on already computed item vectors (items, dim)."""
-    text_by_id = dict(zip(items["item_id"], items["text"]))
-
-    def score(batch: pd.DataFrame) -> np.ndarray:
-        if last_item_only:
-            texts = [text_by_id.get(h[-1], "") if len(h) else "" for h in batch["history"]]
-            users = encoder.encode_items(texts, batch_size=batch_size)
-        else:
-            users = encoder.encode_users(batch["profile_text"].tolist(), batch_size=batch_size)  # (batch, dim)
-        return users @ item_vecs.T  # (batch, items)
-
-    return score

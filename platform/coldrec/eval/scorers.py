@@ -33,10 +33,16 @@ def encoder_scorer(encoder, item_texts: list[str], batch_size: int = 64, last_it
     README's off-the-shelf baseline), instead of the full profile text.
     """
     item_vecs = encoder.encode_items(item_texts, batch_size=batch_size)  # (items, dim)
+    return vector_scorer(encoder, item_vecs, item_text_by_id or {}, batch_size, last_item_only)
+
+
+def vector_scorer(encoder, item_vecs: np.ndarray, item_text_by_id: dict[str, str], batch_size: int = 64,
+                  last_item_only: bool = False) -> Scorer:
+    """:func:`encoder_scorer` on item vectors (items, dim) that are already computed."""
 
     def score(batch: pd.DataFrame) -> np.ndarray:
         if last_item_only:
-            texts = [item_text_by_id[h[-1]] if len(h) else "" for h in batch["history"]]
+            texts = [item_text_by_id.get(h[-1], "") if len(h) else "" for h in batch["history"]]
             users = encoder.encode_items(texts, batch_size=batch_size)
         else:
             users = encoder.encode_users(batch["profile_text"].tolist(), batch_size=batch_size)  # (batch, dim)
