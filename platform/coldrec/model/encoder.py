@@ -6,6 +6,7 @@ Used by indexing, evaluation and serving alike; it needs only a checkpoint direc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,32 @@ from coldrec.config import ModelConfig
 from coldrec.model.backbone import load_backbone
 from coldrec.model.checkpoint import EncoderSettings, is_checkpoint, load_settings
 from coldrec.model.towers import TwoTowerModel
+
+
+@torch.inference_mode()
+def encode_texts(
+    tower: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    tokenizer,
+    texts: list[str],
+    max_tokens: int,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """(len(texts), dim) float32 unit vectors on ``device`` from one tower."""
+    # Longest first, so each batch pads to similar lengths (less wasted compute).
+    order = np.argsort([len(t) for t in texts], kind="stable")[::-1]
+    chunks: list[tuple[np.ndarray, torch.Tensor]] = []
+    for start in range(0, len(texts), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
+        ).to(device)
+        chunks.append((idx, tower(batch["input_ids"], batch["attention_mask"]).float()))  # (batch, dim)
+    dim = chunks[0][1].shape[1]
+    out = torch.empty((len(texts), dim), dtype=torch.float32, device=device)
+    for idx, emb in chunks:
+        out[torch.as_tensor(idx.copy(), device=device)] = emb
+    return out
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -52,23 +79,10 @@ class TextEncoder:
     def version(self) -> str:
         return self.settings.version
 
-    @torch.inference_mode()
     def _encode(self, texts: list[str], max_tokens: int, batch_size: int) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        # Sorting by length keeps padding (and so wasted compute) small within each batch.
-        order = np.argsort([len(t) for t in texts])[::-1]
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_tokens,
-                return_tensors="pt",
-            ).to(self.device)
-            emb = self.model.encode(batch["input_ids"], batch["attention_mask"])  # (batch, dim)
-            out[idx] = emb.float().cpu().numpy()
-        return out
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return encode_texts(self.model.encode, self.tokenizer, texts, max_tokens, batch_size, self.device).cpu().numpy()
 
     def encode_items(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return self._encode(list(texts), self.settings.max_item_tokens, batch_size)

@@ -10,12 +10,11 @@ usable on its own (tests, notebooks)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 import torch
 
+from coldrec.model.encoder import encode_texts
 from coldrec.model.towers import TwoTowerModel
 
 
@@ -24,32 +23,6 @@ def sample_examples(examples: pd.DataFrame, max_users: int | None, seed: int = 0
     if max_users is None or len(examples) <= max_users:
         return examples.reset_index(drop=True)
     return examples.sample(n=max_users, random_state=seed).reset_index(drop=True)
-
-
-@torch.inference_mode()
-def encode_texts(
-    tower: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    tokenizer,
-    texts: list[str],
-    max_tokens: int,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """(len(texts), dim) float32 unit vectors on ``device`` from one tower."""
-    # Longest first, so each batch pads to similar lengths (less wasted compute).
-    order = np.argsort([len(t) for t in texts], kind="stable")[::-1]
-    chunks: list[tuple[np.ndarray, torch.Tensor]] = []
-    for start in range(0, len(texts), batch_size):
-        idx = order[start : start + batch_size]
-        batch = tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
-        ).to(device)
-        chunks.append((idx, tower(batch["input_ids"], batch["attention_mask"]).float()))  # (batch, dim)
-    dim = chunks[0][1].shape[1]
-    out = torch.empty((len(texts), dim), dtype=torch.float32, device=device)
-    for idx, emb in chunks:
-        out[torch.as_tensor(idx.copy(), device=device)] = emb
-    return out
 
 
 def recall_at_k(
