@@ -38,7 +38,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     cfg = _config(args)
     init_ray(args.address)
     result = preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix)
-    print(json.dumps(result.counts if hasattr(result, "counts") else str(result), indent=2, default=str))
+    print(json.dumps(result.counts, indent=2))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
