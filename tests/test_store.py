@@ -95,6 +95,36 @@ def test_catalog_change_log(store):
     assert store.catalog_item("nope") is None
 
 
+def _replay(changes) -> dict:
+    """What a Retriever replica builds from a log: each item's last change wins."""
+    state: dict = {}
+    for c in changes:
+        state[c.item_id] = (c.op, c.row.get("title"), None if c.vector is None else c.vector.tolist())
+    return state
+
+
+def test_compaction_keeps_each_items_latest_change(store):
+    vector = np.ones(2, dtype=np.float32)
+    for n in range(3):
+        store.put_item({"item_id": "a", "title": f"A{n}"}, vector * n, "m1")
+    store.put_item({"item_id": "b", "title": "B"}, vector, "m1")
+    store.delete_item("c")  # an item of the saved index: its delete must survive
+    store.put_item({"item_id": "d", "title": "D"}, vector, "m1")
+    store.delete_item("d")
+    seen_by_replica = store.last_seq() - 2  # a replica that has not read the last two changes yet
+    before, pending = _replay(store.catalog_changes()), _replay(store.catalog_changes(since=seen_by_replica))
+    last = store.last_seq()
+
+    assert store.compact_catalog() == 3
+    after = store.catalog_changes()
+    assert [(c.op, c.item_id) for c in after] == [("put", "a"), ("put", "b"), ("delete", "c"), ("delete", "d")]
+    assert _replay(after) == before and after[0].row["title"] == "A2" and after[0].model_version == "m1"
+    assert _replay(store.catalog_changes(since=seen_by_replica)) == pending
+    assert store.last_seq() == last and store.catalog_item("a").row["title"] == "A2"
+    assert store.compact_catalog() == 0
+    assert store.put_item({"item_id": "e"}, vector, "m1") == last + 1  # seqs are never reused
+
+
 def _writer(location: str, worker: int, n: int) -> None:
     s = open_store(location)
     for i in range(n):

@@ -10,6 +10,9 @@ The catalog change log is how a catalog edit reaches every Retriever replica, on
 survives a restart: writers append ``(seq, op, row, vector)``; each replica remembers the last
 ``seq`` it applied and asks for ``catalog_changes(since=seq)`` before answering, one indexed query.
 ``seq`` grows strictly in commit order, so a reader never skips a change written before its read.
+
+The log grows with every edit; :meth:`Store.compact_catalog` drops every change that a later change
+to the same item supersedes (its docstring says why that is safe while replicas run).
 """
 
 from __future__ import annotations
@@ -78,6 +81,22 @@ class Store(Protocol):
         ...
 
     def last_seq(self) -> int: ...
+
+    def compact_catalog(self) -> int:
+        """Keep only each item's latest change in the log; returns how many changes were dropped.
+
+        Safe while Retriever replicas run. A replica's index is the saved index plus, for every item
+        in the log, that item's *last* change (``Retriever.sync`` applies only each item's last change
+        of a batch, and a later batch overwrites an earlier one). Compaction drops a change only when
+        a later change to the same item exists, and keeps ``last_seq`` (the newest change is always
+        its item's latest). So a replica at seq ``s`` still reads, for every item changed after ``s``,
+        that item's last change (its seq is > ``s`` and it was kept); a replica (re)starting from 0
+        replays one change per item instead of all; deletes are kept (a deleted item's latest change
+        is its delete), so a deleted item of the saved index stays deleted. Both backends compact in
+        one atomic step (a SQLite transaction, a Redis Lua script): readers see the log before or
+        after, never half compacted.
+        """
+        ...
 
     def close(self) -> None: ...
 

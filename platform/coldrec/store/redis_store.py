@@ -32,6 +32,17 @@ if KEYS[3] then redis.call('HSET', KEYS[3], ARGV[3], member) end
 return seq
 """
 
+# The hash holds each item's latest member, so every zset member not among its values is superseded.
+_COMPACT = """
+local latest = {}
+for _, member in ipairs(redis.call('HVALS', KEYS[2])) do latest[member] = true end
+local dropped = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if not latest[member] then redis.call('ZREM', KEYS[1], member); dropped = dropped + 1 end
+end
+return dropped
+"""
+
 
 def split_prefix(url: str, default: str = "coldrec:") -> tuple[str, str]:
     """``redis://h:p/db?prefix=x:`` -> (``redis://h:p/db``, ``x:``); redis-py rejects unknown options."""
@@ -51,6 +62,7 @@ class RedisStore:
         self._redis = redis.Redis.from_url(clean_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
         self._redis.ping()  # fail at start, with the URL in the message, not on the first request
         self._append = self._redis.register_script(_APPEND)
+        self._compact = self._redis.register_script(_COMPACT)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
@@ -102,6 +114,14 @@ class RedisStore:
 
     def last_seq(self) -> int:
         return int(self._redis.get(self._key("catalog_seq")) or 0)
+
+    def compact_catalog(self) -> int:
+        """Drop superseded catalog changes in one Lua script (atomic; safe while replicas read: see Store.compact_catalog).
+
+        The script walks the whole log once, blocking Redis for that long (about a second per million
+        changes): run it every few thousand edits, not per edit.
+        """
+        return int(self._compact(keys=[self._key("catalog"), self._key("catalog_items")]))
 
     def clear(self) -> int:
         """Delete every key under this store's prefix (tests, and resetting a demo)."""

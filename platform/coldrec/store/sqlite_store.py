@@ -109,6 +109,15 @@ class SQLiteStore:
     def last_seq(self) -> int:
         return int(self._read("SELECT COALESCE(MAX(seq), 0) FROM catalog_changes", ())[0][0])
 
+    def compact_catalog(self) -> int:
+        """Drop superseded catalog changes in one transaction (safe while replicas read: see Store.compact_catalog)."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "DELETE FROM catalog_changes WHERE seq NOT IN "
+                "(SELECT MAX(seq) FROM catalog_changes GROUP BY item_id)"
+            )
+            return int(cursor.rowcount)
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
