@@ -3,7 +3,8 @@
     python -c "from coldrec.config import load_config; from coldrec.index.build import build_index; \
                print(build_index(load_config('configs/ml-100k.yaml')))"
 
-Output: ``<index.output_dir>/<scene>/<version>/{items.faiss, items.parquet, meta.json}`` and
+Output: ``<index.output_dir>/<scene>/<version>/{items.faiss, items.parquet, meta.json}`` (meta.json
+holds the chosen factory, the tuned ``search_params`` and their measured recall) and
 ``<index.output_dir>/<scene>/LATEST`` naming that version folder (see ``item_index``).
 """
 
@@ -125,13 +126,14 @@ def build_index(cfg: PipelineConfig, model_path: str | None = None) -> Path:
         "model_path": model_path,
         "model_version": settings.version,
         "scene": cfg.data.scene_name,
-        "factory": cfg.index.factory,
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": str(items_dir.resolve()),
         "skipped": skipped,
         "settings": settings.model_dump(),
     }
-    index = ItemIndex.build(catalog, matrix, cfg.index.factory, meta)
+    # "auto": exact search for small catalogs, a trained IVF with nprobe tuned to
+    # cfg.index.target_recall above cfg.index.exact_max_items (see coldrec.index.factory).
+    index = ItemIndex.build(catalog, matrix, meta=meta, config=cfg.index)
 
     scene_dir = Path(cfg.index.output_dir).expanduser().resolve() / cfg.data.scene_name
     final = scene_dir / version_dir_name(settings, model_path)

@@ -3,14 +3,19 @@
 A saved index is a folder::
 
     <output_dir>/<scene>/<model_version>/
-      items.faiss      faiss.IndexIDMap2 over an inner-product index (ids are ``faiss_id``)
+      items.faiss      an inner-product FAISS index whose ids are ``faiss_id``: an IVF index holds
+                       them itself (so it can remove), any other is wrapped in faiss.IndexIDMap2
       items.parquet    one row per item: faiss_id, item_id, scene, title, text, ...
-      meta.json        model_path, model_version, dim, count, factory, built_at, settings, ...
+      meta.json        model_path, model_version, dim, count, factory, search_params, tuning, ...
     <output_dir>/<scene>/LATEST   the name of the version folder to serve
 
 FAISS ids must be int64, so every item gets ``faiss_id = stable_faiss_id(item_id)``: a hash of the
 string id, the same in every build and independent of row order, so an upsert needs no counter.
 Vectors are the encoder's unit vectors; the inner product is then the cosine similarity.
+
+``factory="auto"`` picks exact or IVF search by catalog size and tunes nprobe at build time
+(see ``factory``); ``meta["search_params"]`` is applied on load, so every replica searches alike.
+``load(..., device="gpu"|"auto")`` searches on a GPU copy (see ``gpu``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,10 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
+
+from coldrec.config import IndexConfig
+from coldrec.index.factory import choose_factory, search_param_name, set_search_params, train_sample, tune
+from coldrec.index.gpu import GPU_MAX_K, GpuCopy, resolve_device
 
 INDEX_FILE = "items.faiss"
 ITEMS_FILE = "items.parquet"
@@ -63,15 +73,18 @@ def write_latest(version_dir: Path) -> None:
 class ItemIndex:
     """Item vectors plus their rows; every public method holds one lock, so a Serve replica can share it."""
 
-    def __init__(self, index: faiss.IndexIDMap2, rows: pd.DataFrame, meta: dict[str, Any]):
+    def __init__(self, index: faiss.Index, rows: pd.DataFrame, meta: dict[str, Any]):
         self._index = index
         self._lock = threading.RLock()
+        self._gpu: GpuCopy | None = None
         self.meta = dict(meta)
-        # IVF indexes only reconstruct (and remove from) ids through a direct map; a hash map
-        # keeps removal possible.
-        ivf = faiss.try_extract_index_ivf(index.index)
-        if ivf is not None:
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        # IVF indexes only reconstruct (and remove) ids through a direct map; a hash map keeps
+        # both possible with our sparse int63 ids.
+        self._ivf = faiss.try_extract_index_ivf(index)
+        if self._ivf is not None and self._ivf.direct_map.type != faiss.DirectMap.Hashtable:
+            self._ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        if self.meta.get("search_params"):
+            set_search_params(index, self.meta["search_params"])
         records = rows.to_dict("records")
         self._rows: dict[int, dict[str, Any]] = {int(r["faiss_id"]): r for r in records}
         self._fid: dict[str, int] = {r["item_id"]: int(r["faiss_id"]) for r in records}
@@ -79,32 +92,75 @@ class ItemIndex:
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def create(cls, dim: int, factory: str = "Flat", meta: dict[str, Any] | None = None) -> "ItemIndex":
+        """An empty index (``"auto"`` means Flat here: an empty catalog is small)."""
+        factory = choose_factory(factory, 0, exact_max_items=0)
         inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        # IVF stores any int64 id itself; IndexIDMap2 over IVF could not remove through the hash map.
+        index = inner if faiss.try_extract_index_ivf(inner) is not None else faiss.IndexIDMap2(inner)
         meta = {**(meta or {}), "dim": dim, "factory": factory}
-        return cls(faiss.IndexIDMap2(inner), pd.DataFrame({"faiss_id": [], "item_id": []}), meta)
+        return cls(index, pd.DataFrame({"faiss_id": [], "item_id": []}), meta)
 
     @classmethod
-    def build(cls, rows: pd.DataFrame, vectors: np.ndarray, factory: str = "Flat", meta: dict | None = None):
-        """A new index over ``rows`` (needs item_id; row i goes with ``vectors[i]``, shape (n, dim))."""
+    def build(cls, rows: pd.DataFrame, vectors: np.ndarray, factory: str | None = None,
+              meta: dict | None = None, config: IndexConfig | None = None) -> "ItemIndex":
+        """A new index over ``rows`` (needs item_id; row i goes with ``vectors[i]``, shape (n, dim)).
+
+        ``factory``: a FAISS factory string or "auto" (default ``config.factory``). Trainable
+        indexes are trained on a bounded sample; IVF/HNSW get the smallest nprobe/efSearch that
+        reaches ``config.target_recall`` recall@10, recorded in ``meta["search_params"]``.
+        """
+        config = config or IndexConfig()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        index = cls.create(vectors.shape[1], factory, meta)
+        requested = factory or config.factory
+        chosen = choose_factory(requested, len(vectors), config.exact_max_items)
+        index = cls.create(vectors.shape[1], chosen, {**(meta or {}), "factory_requested": requested})
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
         if not index._index.is_trained:
             if len(vectors) == 0:
-                raise ValueError(f"FAISS factory {factory!r} needs training vectors, the catalog is empty")
-            index._index.train(vectors)
+                raise ValueError(f"FAISS factory {chosen!r} needs training vectors, the catalog is empty")
+            lists = index._ivf.nlist if index._ivf is not None else len(vectors)
+            index._index.train(train_sample(vectors, lists, config.train_points_per_list, config.seed))
+            timings["train_s"] = time.perf_counter() - start
+        start = time.perf_counter()
         index.upsert(rows, vectors)
+        timings["add_s"] = time.perf_counter() - start
+        if search_param_name(index._index) is not None:
+            start = time.perf_counter()
+            fids = np.array([stable_faiss_id(str(i)) for i in rows["item_id"]], dtype=np.int64)
+            tuning = tune(index._index, vectors, fids, config.target_recall, k=10,
+                          num_queries=config.tune_queries, seed=config.seed)
+            index.meta["search_params"] = tuning.params
+            index.meta["tuning"] = tuning.as_meta()
+            timings["tune_s"] = time.perf_counter() - start
+        index.meta["build_seconds"] = {key: round(value, 3) for key, value in timings.items()}
         return index
 
     @classmethod
-    def load(cls, index_dir: str | Path) -> "ItemIndex":
-        """Load a version folder, or the version its ``LATEST`` names."""
+    def load(cls, index_dir: str | Path, device: str = "cpu") -> "ItemIndex":
+        """Load a version folder, or the version its ``LATEST`` names; ``device``: see ``use_device``."""
         path = resolve_index_dir(index_dir)
         meta = json.loads((path / META_FILE).read_text())
         index = faiss.read_index(str(path / INDEX_FILE))
         rows = pd.read_parquet(path / ITEMS_FILE)
         item = cls(index, rows, meta)
         item.meta["index_dir"] = str(path)
+        item.use_device(device)
         return item
+
+    def use_device(self, device: str = "auto") -> str:
+        """Search on ``"cpu"``, ``"gpu"`` (error without one) or ``"auto"``; returns the device used.
+
+        On a GPU the CPU index still takes every write and answers vector(); see ``gpu``.
+        """
+        resolved = resolve_device(device)
+        with self._lock:
+            self._gpu = GpuCopy(self._index) if resolved == "gpu" else None
+        return resolved
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self._gpu is None else "gpu"
 
     def save(self, index_dir: str | Path) -> Path:
         path = Path(index_dir)
@@ -113,6 +169,7 @@ class ItemIndex:
             faiss.write_index(self._index, str(path / INDEX_FILE))
             self.rows().to_parquet(path / ITEMS_FILE, index=False)
             meta = {k: v for k, v in self.meta.items() if k != "index_dir"}
+            meta["index_type"] = type(faiss.downcast_index(self._index)).__name__
             meta["count"] = len(self)
             (path / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return path
@@ -157,8 +214,11 @@ class ItemIndex:
         """Top ``k`` (item_id, score) per query row, best first.
 
         ``query_vectors``: (n, dim) or (dim,). ``exclude[i]``: item ids never returned for query i.
-        ``scene``: keep only items of that scene; ``where(row)``: keep only rows it returns true for. Filters are applied after FAISS, so the search
-        over-fetches and widens until it has ``k`` survivors or has seen the whole catalog.
+        ``scene``: keep only items of that scene; ``where(row)``: keep only rows it returns true for.
+        Filters are applied after FAISS: all queries are searched in one batch for ``k`` plus the
+        largest exclude set, and a query left short widens alone, fetching more ids and, for IVF,
+        probing more lists once the probed ones are exhausted (FAISS pads those results with -1),
+        until it has ``k`` survivors or has seen the whole catalog.
         """
         queries = np.ascontiguousarray(np.atleast_2d(query_vectors), dtype=np.float32)
         if queries.shape[1] != self.dim:
@@ -168,23 +228,45 @@ class ItemIndex:
             raise ValueError(f"exclude has {len(excluded)} entries for {len(queries)} queries")
         with self._lock:
             total = int(self._index.ntotal)
+            fetch = min(total, k + max((len(skip) for skip in excluded), default=0))
+            if fetch <= 0 or k <= 0:
+                return [[] for _ in range(len(queries))]
+            scores, ids = self._raw_search(queries, fetch)  # (n, fetch) each
             results: list[list[tuple[str, float]]] = []
-            for query, skip in zip(queries, excluded):
-                fetch = min(total, k + len(skip))
-                while True:
-                    hits = self._filtered(query, fetch, skip, scene, where)
-                    if len(hits) >= k or fetch >= total:
-                        break
-                    fetch = min(total, fetch * 4)
+            for query, skip, row_scores, row_ids in zip(queries, excluded, scores, ids):
+                hits = self._keep(row_scores, row_ids, skip, scene, where)
+                hits = self._widen(query, k, fetch, int((row_ids >= 0).sum()), hits, skip, scene, where)
                 results.append(hits[:k])
             return results
 
-    def _filtered(self, query: np.ndarray, fetch: int, skip: set[str], scene: str | None, where=None):
-        if fetch <= 0:
-            return []
-        scores, ids = self._index.search(query[None, :], fetch)
+    def _widen(self, query: np.ndarray, k: int, fetch: int, returned: int, hits: list, skip: set[str], scene, where):
+        """``hits`` of one query (dim,), searched again wider while fewer than ``k`` survive."""
+        total = int(self._index.ntotal)
+        nprobe = None if self._ivf is None else int(self._ivf.nprobe)
+        while len(hits) < k:  # every pass grows fetch or nprobe, both bounded, so this ends
+            if returned < fetch:  # IVF: the probed lists hold fewer than fetch items
+                if nprobe is None or nprobe >= self._ivf.nlist:
+                    break
+                nprobe = min(int(self._ivf.nlist), nprobe * 4)
+            elif fetch < total:
+                fetch = min(total, fetch * 4)
+            else:
+                break
+            scores, ids = self._raw_search(query[None, :], fetch, nprobe)
+            returned = int((ids[0] >= 0).sum())
+            hits = self._keep(scores[0], ids[0], skip, scene, where)
+        return hits
+
+    def _raw_search(self, queries: np.ndarray, fetch: int, nprobe: int | None = None):
+        """FAISS (scores, ids), each (n, fetch): on the GPU copy when there is one and it can."""
+        if self._gpu is not None and nprobe is None and fetch <= GPU_MAX_K:
+            return self._gpu.search(self._index, queries, fetch)
+        params = None if nprobe is None else faiss.SearchParametersIVF(nprobe=nprobe)
+        return self._index.search(queries, fetch, params=params)
+
+    def _keep(self, scores: np.ndarray, ids: np.ndarray, skip: set[str], scene: str | None, where=None):
         hits = []
-        for score, fid in zip(scores[0], ids[0]):
+        for score, fid in zip(scores, ids):
             row = self._rows.get(int(fid))  # -1 (fewer hits than asked) finds nothing
             if row is None or row["item_id"] in skip or (scene is not None and row.get("scene") != scene):
                 continue
@@ -216,6 +298,8 @@ class ItemIndex:
                     raise ValueError(f"faiss_id collision between {record['item_id']!r} and {other!r}")
             if len(records):
                 self._index.add_with_ids(vectors, fids)
+                if self._gpu is not None:
+                    self._gpu.add(vectors, fids)
             for fid, record in zip(fids, records):
                 record = {**record, "item_id": str(record["item_id"]), "faiss_id": int(fid)}
                 self._rows[int(fid)] = record
@@ -230,10 +314,14 @@ class ItemIndex:
             fids = [self._fid[i] for i in dict.fromkeys(item_ids) if i in self._fid]
             if not fids:
                 return 0
+            ids = np.array(fids, dtype=np.int64)
             try:
-                self._index.remove_ids(np.array(fids, dtype=np.int64))
+                # An array selector: the IVF hash direct map removes only through one.
+                self._index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
             except RuntimeError as err:  # e.g. HNSW cannot remove
                 raise NotImplementedError(f"FAISS index {self.meta.get('factory')!r} cannot remove items: {err}")
+            if self._gpu is not None:
+                self._gpu.stale = True
             for fid in fids:
                 row = self._rows.pop(fid)
                 del self._fid[row["item_id"]]
