@@ -173,3 +173,120 @@ def test_minilm_index_retrieves_by_topic(ray_session, datasets_dir, minilm_encod
         on_topic = sum(any(w in t for w in words) for t in texts)
         # At random about 10 * relevant / len(rows) (about 1-2) would be on topic.
         assert on_topic >= 6, f"{query!r} ({relevant} relevant of {len(rows)}): top 10 = {[t[:60] for t in texts]}"
+
+
+# ---- automatic index choice, IVF tuning, filtered IVF search, devices (synthetic vectors, no Ray) ----
+
+from coldrec.config import IndexConfig  # noqa: E402
+from coldrec.index.factory import choose_factory, ivf_nlist  # noqa: E402
+from coldrec.index.gpu import gpu_available  # noqa: E402
+
+
+def clustered(n: int, dim: int = 32, centres: int = 40, seed: int = 0) -> np.ndarray:
+    """(n, dim) unit vectors around a few random centres: neighbourhoods that IVF can exploit."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((centres, dim))[rng.integers(0, centres, n)] + 0.5 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def synthetic_rows(n: int) -> pd.DataFrame:
+    # the last 5 items form a scene of their own, scattered over the whole catalog
+    return pd.DataFrame({"item_id": [f"i{i}" for i in range(n)], "scene": ["a"] * (n - 5) + ["b"] * 5})
+
+
+@pytest.fixture(scope="module")
+def ivf_built(tmp_path_factory):
+    vectors = clustered(4200)[:4000]  # the other 200 are the held-out queries of held_out()
+    index = ItemIndex.build(synthetic_rows(4000), vectors, config=IndexConfig(exact_max_items=500))
+    return index.save(tmp_path_factory.mktemp("ivf") / "v1"), vectors
+
+
+def held_out() -> np.ndarray:
+    """(200, 32) queries from the catalog's own mixture that are not in the catalog."""
+    return clustered(4200)[4000:]
+
+
+def test_auto_factory_choice():
+    assert choose_factory("auto", 500, exact_max_items=500) == "Flat"
+    assert choose_factory("auto", 1_000_000, exact_max_items=500) == "IVF4000,Flat"
+    assert choose_factory("HNSW32", 10, exact_max_items=500) == "HNSW32"
+    assert ivf_nlist(100) == 16 and ivf_nlist(10**12) == 65536
+    assert ivf_nlist(4000) == 4000 // 39  # every list keeps enough training points
+    small = ItemIndex.build(synthetic_rows(50), clustered(50))
+    assert small.meta["factory"] == "Flat" and "search_params" not in small.meta
+    assert ItemIndex.create(8, "auto").meta["factory"] == "Flat"
+
+
+def test_auto_builds_tuned_ivf_and_load_applies_nprobe(ivf_built):
+    path, vectors = ivf_built
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["factory"] == "IVF102,Flat" and meta["factory_requested"] == "auto"
+    assert meta["tuning"]["recall_low"] >= 0.95 and meta["tuning"]["queries"] == 1000
+    nprobe = meta["search_params"]["nprobe"]
+    assert 1 <= nprobe < 102
+    index = ItemIndex.load(path)
+    assert index._ivf.nprobe == nprobe and index.device == "cpu"
+    queries = held_out()
+    exact = ItemIndex.build(synthetic_rows(4000), vectors, factory="Flat")
+    found = index.search(queries, k=10)
+    truth = exact.search(queries, k=10)
+    recall = np.mean([len({i for i, _ in a} & {i for i, _ in b}) / 10 for a, b in zip(found, truth)])
+    assert recall >= 0.9
+
+
+def test_ivf_writes_and_filtered_search_widen_past_probed_lists(ivf_built):
+    path, vectors = ivf_built
+    index = ItemIndex.load(path)
+    index.use_device("cpu")
+    # scene "b" holds 5 items in lists the query's nprobe never reaches: widening probes more lists
+    hits = index.search(vectors[0], k=10, scene="b")[0]
+    assert sorted(i for i, _ in hits) == [f"i{n}" for n in range(3995, 4000)]
+    assert index.search(vectors[0], k=3, where=lambda row: row["item_id"] == "i3000")[0][0][0] == "i3000"
+    assert index.search(vectors[0], k=3, scene="nowhere") == [[]]
+
+    assert index.remove(["i0", "i1", "unknown"]) == 2 and len(index) == 3998
+    assert all(i not in ("i0", "i1") for i, _ in index.search(vectors[:2], k=20)[0])
+    with pytest.raises(KeyError):
+        index.vector("i0")
+    index.upsert([{"item_id": "i0", "scene": "b"}], vectors[5:6])
+    assert np.allclose(index.vector("i0"), vectors[5]) and len(index) == 3999
+    assert index.search(vectors[5], k=1, scene="b")[0][0] == ("i0", pytest.approx(1.0, abs=1e-4))
+    reloaded = ItemIndex.load(index.save(path.parent / "v2"))
+    assert len(reloaded) == 3999 and reloaded._ivf.nprobe == index._ivf.nprobe
+
+
+def test_hnsw_is_selectable_but_cannot_remove():
+    vectors = clustered(600)
+    index = ItemIndex.build(synthetic_rows(600), vectors, factory="HNSW32", config=IndexConfig(tune_queries=100))
+    assert "efSearch" in index.meta["search_params"]
+    assert index.search(vectors[7], k=1)[0][0][0] == "i7"
+    with pytest.raises(NotImplementedError, match="cannot remove"):
+        index.remove(["i7"])
+
+
+def test_device_choice_without_gpu(ivf_built):
+    index = ItemIndex.load(ivf_built[0], device="auto")
+    assert index.device == ("gpu" if gpu_available() else "cpu")
+    with pytest.raises(ValueError, match="device"):
+        index.use_device("tpu")
+    if not gpu_available():
+        with pytest.raises(RuntimeError, match="no GPU"):
+            index.use_device("gpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("factory", ["Flat", "auto"])
+def test_gpu_search_matches_cpu_and_follows_writes(ivf_built, factory):
+    if not gpu_available():
+        pytest.skip("faiss was installed without GPU support (pip install '.[gpu]')")
+    vectors = ivf_built[1]
+    cpu = ItemIndex.build(synthetic_rows(4000), vectors, factory=factory, config=IndexConfig(exact_max_items=500))
+    gpu = ItemIndex.build(synthetic_rows(4000), vectors, factory=factory, config=IndexConfig(exact_max_items=500))
+    assert gpu.use_device("gpu") == "gpu"
+    queries = held_out()
+    same = [len({i for i, _ in a} & {i for i, _ in b}) for a, b in zip(cpu.search(queries, 10), gpu.search(queries, 10))]
+    assert np.mean(same) >= 9.5  # float rounding may swap near ties
+    assert gpu.remove(["i0"]) == 1 and all(i != "i0" for i, _ in gpu.search(vectors[0], k=5)[0])
+    gpu.upsert([{"item_id": "new", "scene": "a"}], -vectors[0:1])
+    assert gpu.search(-vectors[0], k=1)[0][0][0] == "new"
+    assert gpu.search(vectors[0], k=5, scene="b")[0]  # widening beyond the GPU's k runs on the CPU
