@@ -23,7 +23,9 @@ from coldrec.eval.scorers import Scorer, popularity_scorer, vector_scorer
 ID_METHODS = ("popularity", "itemknn", "ease")
 TEXT_METHODS = ("bm25",)
 ENCODER_METHODS = ("untrained-last-item", "untrained", "finetuned")
-ALL_METHODS = ("popularity", "itemknn", "ease", "bm25", "untrained-last-item", "untrained", "finetuned")
+# fused: the profile model (fine-tuned when a model is given, else untrained) plus item-kNN,
+# popularity and freshness, weighted as learned on validation (coldrec.rank.fusion).
+ALL_METHODS = ("popularity", "itemknn", "ease", "bm25", "untrained-last-item", "untrained", "finetuned", "fused")
 TUNE_K = 10
 
 
@@ -106,6 +108,8 @@ class Methods:
             return scorer
         if method == "bm25":
             return BM25(items["text"].tolist()).scorer("profile_text")
+        if method == "fused":
+            return self._fused(items, train, valid, tune_train)
         if method in ENCODER_METHODS:
             return vector_scorer(self.encoder(method), self.item_vectors(method, items),
                                  dict(zip(items["item_id"], items["text"])), self.cfg.batch_size,
@@ -120,6 +124,40 @@ class Methods:
         if tune_train is not None:
             scorer = model(train, item_ids).scorer(chosen["chosen"])
         return scorer, chosen
+
+    def fused_source(self) -> str:
+        """The encoder method whose scores ``fused`` builds on."""
+        return "finetuned" if self.model_path else "untrained"
+
+    def _fused(self, items: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame | None,
+               tune_train: pd.DataFrame | None) -> Scorer:
+        """Content + behaviour; weights learned on ``valid`` with signals fit on ``tune_train``
+        (or ``train``), then the signals refit on ``train`` for scoring."""
+        from coldrec.rank.fusion import FusionWeights, fit_fusion, fused_scores
+        from coldrec.rank.signals import BehaviourSignals
+
+        source = self.fused_source()
+        encoder, vectors = self.encoder(source), self.item_vectors(source, items)
+        item_ids = items["item_id"].tolist()
+        signals = BehaviourSignals.fit(train if tune_train is None else tune_train, item_ids)
+        if valid is None or valid.empty:
+            weights, chosen = FusionWeights(), {"on": "no validation examples: content only"}
+        else:
+            weights, chosen = fit_fusion(signals, encoder, vectors, item_ids, valid, self.cfg.itemknn_decays,
+                                         batch_size=self.cfg.batch_size, max_users=self.cfg.tune_max_users,
+                                         seed=self.cfg.seed)
+        self.chosen["fused"] = {"chosen": weights.model_dump(), "content": source, **chosen}
+        if tune_train is not None:
+            signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay)
+        cols = signals.columns(item_ids)
+        popularity, freshness = signals.popularity(cols), signals.freshness(cols)
+
+        def score(batch: pd.DataFrame) -> np.ndarray:
+            content = encoder.encode_users(batch["profile_text"].tolist(), batch_size=self.cfg.batch_size) @ vectors.T
+            behaviour = signals.behaviour(batch["history"].tolist(), cols)
+            return fused_scores(content, behaviour, popularity, freshness, weights)
+
+        return score
 
 
 def _fingerprint(df: pd.DataFrame | None) -> tuple | None:

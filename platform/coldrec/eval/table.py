@@ -90,7 +90,7 @@ def run_quality_table(table: QualityTableConfig) -> tuple[list[dict], list[dict]
                                 Methods(cfg.eval, cfg.model, model_path))
         for protocol, result in results.items():
             for row in result.rows:
-                row = {**row, "model": model_path if row["method"] == "finetuned" else None}
+                row = {**row, "model": model_path if row["method"] in ("finetuned", "fused") else None}
                 if protocol in BUCKETLESS and row["bucket"] == "all":
                     row.pop("bucket")
                 rows.append(row)

@@ -64,7 +64,8 @@ def time_split_data(cfg: PipelineConfig, items: pd.DataFrame, inter: pd.DataFram
     # Validation: the same split inside the training period.
     inner_cut = cut_time(train_inter, ev.time_quantile)
     valid = split_queries(train_inter, inner_cut, max_history, "first")
-    valid = valid.assign(target=[t[0] for t in valid["targets"]])
+    valid = valid.assign(target=[t[0] for t in valid["targets"]],
+                         profile_text=[profile(h, texts, cfg.data.profile_items, scene) for h in valid["history"]])
 
     seen = items["item_id"].isin(set(train_inter["item_id"])).to_numpy()  # (items,)
     cold_ids = set(items.loc[~seen, "item_id"])

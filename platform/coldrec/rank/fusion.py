@@ -1,0 +1,146 @@
+"""relevance = content + w_b * behaviour + w_p * popularity + w_f * freshness, and how to learn the w.
+
+``content`` is the profile model's cosine score (its weight is fixed at 1: only the ratios
+matter for a ranking); the other features come from :class:`coldrec.rank.signals.BehaviourSignals`.
+The weights are learned by a grid search that maximises NDCG@10 on *validation* examples (never
+test), scoring the whole catalog; the Serve reranker and the ``fused`` evaluation method apply
+the same function, so what is measured is what is served.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec.rank.signals import BehaviourSignals
+
+WEIGHTS_FILE = "weights.json"
+log = logging.getLogger(__name__)
+
+
+class FusionWeights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    behaviour: float = Field(0.0, ge=0)
+    popularity: float = Field(0.0, ge=0)
+    freshness: float = Field(0.0, ge=0)
+
+
+class FusionGrid(BaseModel):
+    """Values tried per weight. Content scores are cosines, mostly 0.2-0.8; behaviour is a mean
+    similarity, often 0.01-0.1, so its useful weights are large."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    behaviour: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
+    popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
+    freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4])
+    rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the three weights")
+
+
+def fused_scores(content: np.ndarray, behaviour: np.ndarray, popularity: np.ndarray, freshness: np.ndarray,
+                 weights: FusionWeights) -> np.ndarray:
+    """(queries, items) relevance; popularity and freshness may be (items,) and broadcast."""
+    return (content + weights.behaviour * behaviour + weights.popularity * popularity
+            + weights.freshness * freshness).astype(np.float32)
+
+
+def _ndcg_at_10(scores: np.ndarray, targets: np.ndarray, tie_order: np.ndarray) -> float:
+    from coldrec.eval.metrics import rank_metrics, target_ranks
+
+    return rank_metrics(target_ranks(scores, targets, tie_order), [10])["ndcg@10"]
+
+
+def learn_weights(content: np.ndarray, behaviour: np.ndarray, popularity: np.ndarray, freshness: np.ndarray,
+                  targets: np.ndarray, grid: FusionGrid | None = None, seed: int = 0) -> tuple[FusionWeights, dict]:
+    """Weights with the best NDCG@10 of ``targets`` (queries,) catalog columns, by coordinate ascent.
+
+    content, behaviour: (queries, items); popularity, freshness: (items,). Starting from content
+    alone, each sweep sets every weight in turn to its best grid value given the others, until a
+    sweep changes nothing. Returns (weights, report): validation NDCG of the chosen weights and of
+    content alone.
+    """
+    grid = (grid or FusionGrid()).model_copy()
+    if not np.ptp(freshness):  # a constant shifts every score alike: nothing to learn
+        grid.freshness = [0.0]
+    if not np.ptp(popularity):
+        grid.popularity = [0.0]
+    if not behaviour.any():
+        grid.behaviour = [0.0]
+    tie_order = np.random.default_rng(seed).permutation(content.shape[1])
+    seen: dict[tuple[float, float, float], float] = {}
+
+    def value(w: FusionWeights) -> float:
+        key = (w.behaviour, w.popularity, w.freshness)
+        if key not in seen:
+            seen[key] = _ndcg_at_10(fused_scores(content, behaviour, popularity, freshness, w), targets, tie_order)
+        return seen[key]
+
+    best = FusionWeights()
+    best_value = value(best)
+    for _ in range(grid.rounds):
+        before = best
+        for name in ("behaviour", "popularity", "freshness"):
+            for v in getattr(grid, name):
+                trial = best.model_copy(update={name: v})
+                if value(trial) > best_value:  # strictly better: ties keep the smaller, earlier weights
+                    best, best_value = trial, value(trial)
+        if best == before:
+            break
+    report = {"on": "validation ndcg@10", "queries": int(len(targets)), "ndcg@10": round(best_value, 6),
+              "content_only_ndcg@10": round(value(FusionWeights()), 6), "points_tried": len(seen)}
+    return best, report
+
+
+def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, item_ids: Sequence[str],
+               valid: pd.DataFrame, decays: Sequence[float] = (1.0,), grid: FusionGrid | None = None,
+               batch_size: int = 64, max_users: int | None = 2000, seed: int = 0) -> tuple[FusionWeights, dict]:
+    """Learn the weights (and the signals' history decay) on validation examples.
+
+    ``valid``: rows with history, profile_text and target (a catalog item id); ``item_vectors``
+    (items, dim) are the item tower's vectors in ``item_ids`` order. Sets ``signals.decay`` to the
+    chosen decay. Returns (weights, report).
+    """
+    position = {item_id: i for i, item_id in enumerate(item_ids)}
+    valid = valid[valid["target"].isin(position)]
+    if max_users and len(valid) > max_users:
+        valid = valid.sample(n=max_users, random_state=seed)
+    users = encoder.encode_users(valid["profile_text"].tolist(), batch_size=batch_size)  # (queries, dim)
+    content = users @ item_vectors.T  # (queries, items)
+    cols = signals.columns(item_ids)
+    targets = valid["target"].map(position).to_numpy()
+    popularity, freshness = signals.popularity(cols), signals.freshness(cols)
+    best: tuple[float, float, FusionWeights, dict] | None = None
+    for decay in decays:
+        signals.decay = decay
+        behaviour = signals.behaviour(valid["history"].tolist(), cols)
+        weights, report = learn_weights(content, behaviour, popularity, freshness, targets, grid, seed)
+        if best is None or report["ndcg@10"] > best[0]:
+            best = (report["ndcg@10"], decay, weights, report)
+    _, decay, weights, report = best
+    signals.decay = decay
+    log.info("fusion weights %s, history decay %s: validation %s", weights.model_dump(), decay, report)
+    return weights, {**report, "decay": decay}
+
+
+def save_reranker(folder: str | Path, signals: BehaviourSignals, weights: FusionWeights, report: dict) -> Path:
+    """``folder/{signals.npz, weights.json}``: what the Serve Reranker loads (``AppArgs.reranker_dir``)."""
+    path = Path(folder)
+    signals.save(path)
+    (path / WEIGHTS_FILE).write_text(json.dumps({"weights": weights.model_dump(), "report": report}, indent=2) + "\n")
+    return path
+
+
+def load_reranker(folder: str | Path) -> tuple[BehaviourSignals, FusionWeights]:
+    path = Path(folder)
+    if not (path / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{path} holds no {WEIGHTS_FILE}: run `coldrec rerank` first")
+    weights = FusionWeights.model_validate(json.loads((path / WEIGHTS_FILE).read_text())["weights"])
+    return BehaviourSignals.load(path), weights

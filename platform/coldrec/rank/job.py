@@ -1,0 +1,50 @@
+"""Fit the Serve reranker for one index version: behaviour signals from the training split,
+fusion weights from the validation split, saved to ``<index version>/rerank/``.
+
+    coldrec rerank --config configs/amazon-scientific.yaml        # after `coldrec index`
+
+Content scores come from the vectors stored in the index (exactly what the Retriever serves)
+and the index's own model for the validation profiles, so the weights fit that model version.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from coldrec.config import PipelineConfig
+from coldrec.data.processed import load_examples
+from coldrec.index.item_index import ItemIndex, resolve_index_dir
+from coldrec.rank.fusion import fit_fusion, save_reranker
+from coldrec.rank.signals import BehaviourSignals
+
+RERANK_DIR = "rerank"
+log = logging.getLogger(__name__)
+
+
+def default_reranker_dir(index_dir: str | Path) -> Path:
+    """Where the reranker of an index version lives (the version folder, or its parent's LATEST)."""
+    return resolve_index_dir(index_dir) / RERANK_DIR
+
+
+def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Path:
+    """Fit signals and weights for the index at ``index_dir`` (default: the scene's LATEST)."""
+    from coldrec.model.encoder import TextEncoder
+
+    index_dir = resolve_index_dir(index_dir or Path(cfg.index.output_dir) / cfg.data.scene_name)
+    index = ItemIndex.load(index_dir)
+    item_ids = index.rows()["item_id"].tolist()
+    vectors = np.stack([index.vector(i) for i in item_ids]) if item_ids else np.zeros((0, index.dim), np.float32)
+    pdir = cfg.data.processed_dir
+    train, valid = load_examples(pdir, "train"), load_examples(pdir, "valid")
+    signals = BehaviourSignals.fit(train, item_ids)
+    encoder = TextEncoder.load(index.meta["model_path"], model_config=cfg.model)
+    weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid, cfg.eval.itemknn_decays,
+                                 batch_size=cfg.eval.batch_size, max_users=cfg.eval.tune_max_users,
+                                 seed=cfg.eval.seed)
+    report = {**report, "model_version": index.meta.get("model_version"), "train_examples": len(train)}
+    out = save_reranker(index_dir / RERANK_DIR, signals, weights, report)
+    log.info("reranker for %s: %s (%s)", index_dir, weights.model_dump(), report)
+    return out

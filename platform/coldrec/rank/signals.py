@@ -1,0 +1,172 @@
+"""Behavioural signals of the catalog, learned from training interactions only.
+
+Three per-item or per-(user, item) features, each scaled to [0, 1] by something that does not
+depend on which candidates are being compared, so the same weights mean the same thing in a
+full-ranking evaluation and in the serving reranker's top-N:
+
+- ``behaviour(u, j)``: item-kNN. The recency-weighted mean of cosine co-occurrence similarity
+  between item j and the user's history items, sim(i, j) = C_ij / sqrt(C_ii C_jj) with C = X^T X
+  over training users' item sets; only each item's ``top_m`` neighbours are kept, so the table
+  is sparse and stays small for large catalogs. 0 for history items the signals never saw.
+- ``popularity(j)``: log(1 + training interactions) / log(1 + the largest count).
+- ``freshness(j)``: 2 ** (-age / half_life), age = ``reference_time`` - the item's first training
+  interaction (without timestamps: 0 for every item with training interactions); an item the
+  signals never saw (added after the fit, or first seen after the time
+  cut) is brand new: freshness 1, behaviour 0, popularity 0.
+
+Saved as one ``signals.npz`` plus ``item_ids`` inside it; loading needs only numpy and scipy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+SIGNALS_FILE = "signals.npz"
+FEATURES = ("content", "behaviour", "popularity", "freshness")
+
+
+def _cooccurrence(train: pd.DataFrame, position: dict[str, int]) -> sp.csr_matrix:
+    from coldrec.eval.baselines import user_item_matrix
+
+    ids = sorted(position, key=position.get)
+    x = user_item_matrix(train, ids)  # (users, items) 0/1
+    return (x.T @ x).tocsr().astype(np.float32)  # (items, items)
+
+
+def _top_m(sim: sp.csr_matrix, m: int) -> sp.csr_matrix:
+    """Keep the ``m`` largest entries of every row (ties: any)."""
+    sim = sim.tocsr()
+    rows, cols, vals = [], [], []
+    for r in range(sim.shape[0]):
+        lo, hi = sim.indptr[r], sim.indptr[r + 1]
+        data, idx = sim.data[lo:hi], sim.indices[lo:hi]
+        if len(data) > m:
+            keep = np.argpartition(-data, m - 1)[:m]
+            data, idx = data[keep], idx[keep]
+        rows.append(np.full(len(idx), r))
+        cols.append(idx)
+        vals.append(data)
+    cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
+    return sp.csr_matrix((cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))), shape=sim.shape)
+
+
+@dataclass
+class BehaviourSignals:
+    item_ids: list[str]
+    similarity: sp.csr_matrix  # (items, items) item-kNN cosine, top_m per row, zero diagonal
+    counts: np.ndarray  # (items,) training interactions (user-item pairs)
+    first_seen: np.ndarray  # (items,) first training timestamp, NaN when unknown
+    reference_time: float | None = None  # "now" for freshness: the latest training timestamp
+    half_life: float = 90 * 86400.0  # seconds
+    decay: float = 1.0  # history recency weight: newest 1, then decay, decay^2, ...
+
+    def __post_init__(self) -> None:
+        self.position = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        self._log_max = float(np.log1p(self.counts.max())) if len(self.counts) and self.counts.max() > 0 else 1.0
+
+    # ---- fitting ------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, train: pd.DataFrame, item_ids: Sequence[str], interactions: pd.DataFrame | None = None,
+            top_m: int = 200, decay: float = 1.0, half_life_days: float = 90.0) -> "BehaviourSignals":
+        """``train``: examples (user_id, history, target); ``interactions`` (item_id, timestamp), when
+        there are timestamps, gives each item's first appearance for freshness."""
+        item_ids = [str(i) for i in item_ids]
+        position = {item_id: i for i, item_id in enumerate(item_ids)}
+        co = _cooccurrence(train, position)
+        diag = co.diagonal().astype(np.float32)
+        norm = np.sqrt(np.maximum(diag, 1.0))
+        inv = sp.diags(1.0 / norm)
+        sim = (inv @ co @ inv).tocsr()
+        sim.setdiag(0.0)
+        sim.eliminate_zeros()
+        first = np.full(len(item_ids), np.nan)
+        reference = None
+        if interactions is not None and "timestamp" in interactions and interactions["timestamp"].notna().any():
+            timed = interactions[interactions["timestamp"].notna() & interactions["item_id"].isin(position)]
+            earliest = timed.groupby("item_id")["timestamp"].min()
+            first[[position[i] for i in earliest.index]] = earliest.to_numpy(dtype=float)
+            reference = float(timed["timestamp"].max())
+        return cls(item_ids, _top_m(sim, top_m), diag, first, reference, half_life_days * 86400.0, decay)
+
+    # ---- features -----------------------------------------------------------------------
+    def columns(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Signal row of each id, -1 for ids the signals never saw."""
+        return np.array([self.position.get(str(i), -1) for i in item_ids], dtype=np.int64)
+
+    def history_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
+        """(queries, items) recency weights of the known history items, each row summing to 1 (or 0)."""
+        rows, cols, vals = [], [], []
+        for r, hist in enumerate(histories):
+            weights: dict[int, float] = {}
+            for age, item_id in enumerate(reversed(list(hist))):
+                col = self.position.get(str(item_id))
+                if col is not None and col not in weights:  # a repeated item keeps its newest weight
+                    weights[col] = self.decay**age
+            total = sum(weights.values())
+            for col, w in weights.items():
+                rows.append(r)
+                cols.append(col)
+                vals.append(w / total)
+        return sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(histories), len(self.item_ids)))
+
+    def behaviour(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
+        """(queries, candidates) item-kNN score in [0, 1]; all items when ``candidate_cols`` is None.
+
+        ``candidate_cols``: (candidates,) or (queries, candidates) signal rows (-1 = unknown: 0).
+        """
+        full = np.asarray((self.history_matrix(histories) @ self.similarity).todense(), dtype=np.float32)
+        if candidate_cols is None:
+            return full
+        cols = np.asarray(candidate_cols)
+        if cols.ndim == 1:
+            cols = np.broadcast_to(cols, (len(full), len(cols)))
+        out = np.take_along_axis(full, np.maximum(cols, 0), axis=1)
+        return np.where(cols >= 0, out, 0.0).astype(np.float32)
+
+    def popularity(self, cols: np.ndarray | None = None) -> np.ndarray:
+        """(items,) or (len(cols),) log-scaled popularity in [0, 1]; 0 for unknown items."""
+        pop = (np.log1p(self.counts) / self._log_max).astype(np.float32)
+        if cols is None:
+            return pop
+        cols = np.asarray(cols)
+        return np.where(cols >= 0, pop[np.maximum(cols, 0)], 0.0).astype(np.float32)
+
+    def freshness(self, cols: np.ndarray | None = None) -> np.ndarray:
+        """(items,) or (len(cols),) in (0, 1]; 1 for items with no known first interaction."""
+        if self.reference_time is None:  # no timestamps: only "never interacted with" is new
+            fresh = (self.counts == 0).astype(np.float32)
+        else:
+            age = np.maximum(self.reference_time - self.first_seen, 0.0)
+            fresh = np.where(np.isnan(age), 1.0, np.exp2(-age / self.half_life)).astype(np.float32)
+        if cols is None:
+            return fresh
+        cols = np.asarray(cols)
+        return np.where(cols >= 0, fresh[np.maximum(cols, 0)], 1.0).astype(np.float32)
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        sim = self.similarity.tocsr()
+        np.savez_compressed(
+            path / SIGNALS_FILE, item_ids=np.asarray(self.item_ids, dtype=object).astype(str),
+            sim_data=sim.data, sim_indices=sim.indices, sim_indptr=sim.indptr, counts=self.counts,
+            first_seen=self.first_seen, reference_time=np.nan if self.reference_time is None else self.reference_time,
+            half_life=self.half_life, decay=self.decay,
+        )
+        return path / SIGNALS_FILE
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "BehaviourSignals":
+        with np.load(Path(folder) / SIGNALS_FILE) as z:
+            n = len(z["item_ids"])
+            sim = sp.csr_matrix((z["sim_data"], z["sim_indices"], z["sim_indptr"]), shape=(n, n))
+            ref = float(z["reference_time"])
+            return cls([str(i) for i in z["item_ids"]], sim, z["counts"], z["first_seen"],
+                       None if np.isnan(ref) else ref, float(z["half_life"]), float(z["decay"]))

@@ -1,0 +1,111 @@
+"""Behaviour signals, fusion weights learned on validation, the fit job and the Serve reranker's fusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coldrec.eval.baselines import ItemKNN
+from coldrec.rank.fusion import FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker
+from coldrec.rank.signals import BehaviourSignals
+from coldrec.serve.reranker import Reranker, fuse
+
+ITEMS = [f"i{n}" for n in range(8)]
+
+
+def examples() -> pd.DataFrame:
+    """Two taste groups (i0-i3, i4-i6); i7 is never interacted with."""
+    rows = []
+    for u in range(12):
+        group = ITEMS[:4] if u % 2 else ITEMS[4:7]
+        seq = [group[(u + s) % len(group)] for s in range(4)]
+        rows.append({"user_id": f"u{u}", "history": seq[:-1], "target": seq[-1]})
+    return pd.DataFrame(rows)
+
+
+def test_behaviour_ranks_like_item_knn_and_is_scaled_to_one():
+    train = examples()
+    signals = BehaviourSignals.fit(train, ITEMS, decay=0.8)
+    knn = ItemKNN(train, ITEMS).scorer(decay=0.8)
+    batch = pd.DataFrame({"history": [["i0", "i1"], ["i5"], ["i2", "i6", "i4"]]})
+    ours, theirs = signals.behaviour(batch["history"].tolist()), knn(batch)
+    seen = ~ItemKNN(train, ITEMS).unseen
+    for a, b in zip(ours, theirs):  # the same order over the items both know (a positive rescaling)
+        ratio = a[seen][b[seen] > 0] / b[seen][b[seen] > 0]
+        assert np.allclose(ratio, ratio[0], rtol=1e-5)
+    assert ours.max() <= 1.0 + 1e-6 and ours.min() >= 0.0
+
+
+def test_popularity_and_freshness_of_known_and_unknown_items():
+    signals = BehaviourSignals.fit(examples(), ITEMS)
+    cols = signals.columns(["i0", "i7", "brand-new"])
+    assert list(cols[:2]) == [0, 7] and cols[2] == -1
+    pop, fresh = signals.popularity(cols), signals.freshness(cols)
+    assert 0 < pop[0] <= 1 and pop[1] == 0 and pop[2] == 0
+    assert list(fresh) == [0.0, 1.0, 1.0]  # no timestamps: never interacted with = new
+
+
+def test_freshness_decays_with_age_when_there_are_timestamps():
+    inter = pd.DataFrame({"item_id": ["i0", "i1", "i0"], "timestamp": [0, 90 * 86400, 100 * 86400]})
+    signals = BehaviourSignals.fit(examples(), ITEMS, interactions=inter, half_life_days=10)
+    fresh = signals.freshness(signals.columns(["i0", "i1", "i7"]))
+    assert fresh[0] < fresh[1] < fresh[2] == 1.0
+    assert fresh[1] == pytest.approx(0.5)  # ten days old at a ten-day half life
+
+
+def test_save_and_load_round_trip(tmp_path):
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5)
+    save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
+    loaded, weights = load_reranker(tmp_path)
+    assert weights == FusionWeights(behaviour=0.4) and loaded.decay == 0.5 and loaded.item_ids == ITEMS
+    hist = [["i0", "i2"], ["i6"]]
+    assert np.allclose(loaded.behaviour(hist), signals.behaviour(hist))
+    with pytest.raises(FileNotFoundError, match="coldrec rerank"):
+        load_reranker(tmp_path / "missing")
+
+
+def test_learned_weights_use_behaviour_when_it_predicts_the_target():
+    rng = np.random.default_rng(0)
+    queries, items = 300, 50
+    targets = rng.integers(0, items, queries)
+    content = rng.normal(0.5, 0.1, (queries, items)).astype(np.float32)
+    content[np.arange(queries), targets] += 0.05  # content alone is weak
+    behaviour = rng.uniform(0, 0.05, (queries, items)).astype(np.float32)
+    behaviour[np.arange(queries), targets] += 0.05  # behaviour alone is weak too, but independent
+    pop, fresh = np.zeros(items, np.float32), np.ones(items, np.float32)
+    weights, report = learn_weights(content, behaviour, pop, fresh, targets)
+    assert weights.behaviour > 0 and weights.popularity == 0 and weights.freshness == 0  # constants: nothing to learn
+    assert report["ndcg@10"] > report["content_only_ndcg@10"]
+
+
+def test_serving_fusion_equals_the_evaluated_fusion():
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7)
+    weights = FusionWeights(behaviour=2.0, popularity=0.1, freshness=0.05)
+    history = ["i1", "i4", "i2"]  # oldest first
+    cands = ["i0", "i3", "i5", "i7", "brand-new"]
+    rng = np.random.default_rng(1)
+    content = rng.uniform(0.2, 0.8, len(cands)).astype(np.float32)
+    cols = signals.columns(cands)
+    expected = fused_scores(content[None], signals.behaviour([history], cols), signals.popularity(cols),
+                            signals.freshness(cols), weights)[0]
+    served = fuse([{"item_id": c, "title": c, "score": float(s)} for c, s in zip(cands, content)],
+                  [{"item_id": h, "title": h.upper()} for h in reversed(history)], signals, weights)
+    assert np.allclose([c["score"] for c in served], expected, atol=1e-6)
+    by_id = {c["item_id"]: c for c in served}
+    assert by_id["i0"]["behaviour_source"]["item_id"] in ("i1", "i2")  # i0's neighbours are in its own group
+    assert by_id["brand-new"]["behaviour_source"] is None
+
+
+def test_reranker_deployment_class_fuses_and_explains(tmp_path):
+    signals = BehaviourSignals.fit(examples(), ITEMS)
+    save_reranker(tmp_path, signals, FusionWeights(behaviour=5.0), {"on": "test"})
+    reranker = Reranker.func_or_class(reranker_dir=str(tmp_path))
+    unit = np.ones(4, np.float32) / 2
+    cands = [{"item_id": i, "title": i, "text": "", "score": 0.5, "vector": unit} for i in ("i0", "i5", "i7")]
+    history = [{"item_id": "i1", "title": "First", "vector": unit}]
+    ranked = reranker.rerank(cands, 3, [], {"history": history, "words": []})
+    assert ranked[0]["item_id"] == "i0" and ranked[0]["reason"] == "often chosen with 'First'"
+    assert ranked[0]["score"] > 0.5 and ranked[-1]["score"] == pytest.approx(0.5)
+    reranker.reconfigure({"weights": {"behaviour": 0.0}})
+    assert [r["score"] for r in reranker.rerank(cands, 3, [], {"history": history})] == [0.5, 0.5, 0.5]
