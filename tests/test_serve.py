@@ -46,12 +46,25 @@ def tiny_index(folder: Path, backbone: str) -> Path:
     return version_dir.parent
 
 
+def save_beaker_reranker(folder: Path) -> None:
+    """Signals where everyone who took the beaker (i3) also took pipette tips (i7), weighted heavily."""
+    import pandas as pd
+
+    from coldrec.rank.fusion import FusionWeights, save_reranker
+    from coldrec.rank.signals import BehaviourSignals
+
+    train = pd.DataFrame([{"user_id": f"u{n}", "history": ["i3", f"i{n % 3}"], "target": "i7"} for n in range(6)])
+    signals = BehaviourSignals.fit(train, [f"i{n}" for n in range(len(TITLES))])
+    save_reranker(folder, signals, FusionWeights(behaviour=5.0), {"on": "test"})
+
+
 @pytest.fixture(scope="module")
 def client(ray_session, tiny_backbone, tmp_path_factory):
     import httpx
     from ray import serve
 
     index_dir = tiny_index(tmp_path_factory.mktemp("serve-index"), tiny_backbone)
+    save_beaker_reranker(index_dir / "untrained-tiny" / "rerank")  # build_app finds it beside the index
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     store = str(tmp_path_factory.mktemp("serve-state") / "state.sqlite")
@@ -87,6 +100,13 @@ def test_recommend(client, body):
     if body.get("scene") == "lab":
         assert all(int(i["item_id"][1:]) % 2 == 1 for i in items)
     assert all(i["title"] in TITLES for i in items)
+
+
+def test_learned_reranker_lifts_what_others_took_with_a_clicked_item(client):
+    reply = client.post("/recommend", json={"item_ids": ["i3"], "k": 3})
+    assert reply.status_code == 200, reply.text
+    top = reply.json()["items"][0]
+    assert top["item_id"] == "i7" and top["reason"] == "often chosen with 'Glass beaker'"
 
 
 def test_recommend_concurrent_requests_batch(client):

@@ -60,6 +60,12 @@ def cmd_index(args: argparse.Namespace) -> None:
     print(build_index(cfg, model_path=args.model))
 
 
+def cmd_rerank(args: argparse.Namespace) -> None:
+    from coldrec.rank.job import fit_reranker
+
+    print(fit_reranker(_config(args), index_dir=args.index_dir))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from coldrec.eval.evaluate import evaluate
 
@@ -107,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     _stage(sub, "preprocess", cmd_preprocess, "validate, de-duplicate and build training examples (Ray Data)")
     _stage(sub, "train", cmd_train, "fine-tune the profile model (Ray Train)")
     _stage(sub, "index", cmd_index, "embed the catalog and build the FAISS index", model=True)
+    rerank = _stage(sub, "rerank", cmd_rerank,
+                    "learn the reranker (item-kNN, popularity, freshness weights) on the validation split")
+    rerank.add_argument("--index-dir", default=None, help="index folder (default: the latest index of the dataset)")
     _stage(sub, "evaluate", cmd_evaluate, "full-ranking evaluation against baselines", model=True)
     serve = _stage(sub, "serve", cmd_serve, "run the recommendation graph on Ray Serve until interrupted")
     serve.add_argument("--index-dir", default=None, help="index folder (default: the latest index of the dataset)")

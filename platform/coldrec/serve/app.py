@@ -19,6 +19,8 @@ from ray.serve import Application
 
 from coldrec.index.item_index import META_FILE, resolve_index_dir
 from coldrec.model.checkpoint import is_checkpoint, load_settings
+from coldrec.rank.fusion import WEIGHTS_FILE
+from coldrec.rank.job import RERANK_DIR
 from coldrec.serve.encoder import ProfileEncoder
 from coldrec.serve.ingress import Ingress
 from coldrec.serve.reranker import Reranker
@@ -46,6 +48,11 @@ class AppArgs(BaseModel):
         "(?prefix=name: keeps apps apart); default artifacts/state/<scene>.sqlite, one per catalog",
     )
     max_history: int = Field(50, ge=1, description="how many of a user's latest events build their profile")
+    reranker_dir: str | None = Field(
+        None,
+        description="signals + fusion weights from `coldrec rerank`; default: the index version's rerank/ folder "
+        "when it exists (else relevance = the content score); 'none' turns fusion off",
+    )
     # Retriever replicas for apps built in code (tests); Serve configs set num_replicas themselves.
     num_retriever_replicas: int | None = Field(None, ge=1)
 
@@ -62,6 +69,18 @@ def resolve_store(location: str) -> str:
     if "://" in location and not location.startswith("sqlite://"):
         return location
     return str(Path(location.removeprefix("sqlite://")).expanduser().resolve())
+
+
+def _reranker_dir(chosen: str | None, index_dir: Path) -> str | None:
+    if chosen == "none":
+        return None
+    if chosen is not None:
+        path = Path(chosen).expanduser().resolve()
+        if not (path / WEIGHTS_FILE).is_file():
+            raise ValueError(f"reranker_dir {path} holds no {WEIGHTS_FILE}: run `coldrec rerank` first")
+        return str(path)
+    default = index_dir / RERANK_DIR
+    return str(default) if (default / WEIGHTS_FILE).is_file() else None
 
 
 def build_app(args: AppArgs) -> Application:
@@ -89,7 +108,7 @@ def build_app(args: AppArgs) -> Application:
     if args.num_retriever_replicas is not None:
         retriever_options["num_replicas"] = args.num_retriever_replicas
     retriever = Retriever.options(**retriever_options).bind(str(index_dir), store, encoder)
-    reranker = Reranker.options(**options).bind()
+    reranker = Reranker.options(**options).bind(reranker_dir=_reranker_dir(args.reranker_dir, index_dir))
     return Ingress.options(**options).bind(
         encoder,
         retriever,

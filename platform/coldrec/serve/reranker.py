@@ -1,10 +1,15 @@
 """Reranker: orders the retriever's candidates into the final top k.
 
-Today a simple, documented rule; a learned reranker replaces it by keeping the interface:
 ``rerank(candidates, k, exclude, context) -> items``, where a candidate is
-{item_id, title, text, score, vector} and a returned item is {item_id, title, score, reason},
-keeping its retrieval ``score``. ``context`` = {"history": [{item_id, title, vector}],
-"words": [query words]} is what the reasons are made from.
+{item_id, title, text, score, vector} (score: the profile model's cosine) and a returned item is
+{item_id, title, score, reason}. ``context`` = {"history": [{item_id, title, vector}] newest first,
+"words": [query words]} is what behaviour scores and reasons are made from.
+
+relevance = content + w_b * item-kNN behaviour + w_p * popularity + w_f * freshness
+(:mod:`coldrec.rank.fusion`), with the signals and weights that ``coldrec rerank`` learned on the
+validation split for this index version (``<index version>/rerank/``); without them, relevance is
+the content score. Then MMR trades relevance for diversity. Items added through the API since the
+fit are unknown to the signals: no behaviour, no popularity, freshness 1 (brand new).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from coldrec.rank.fusion import FusionWeights, fused_scores, load_reranker
+from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
 
 
@@ -43,13 +50,17 @@ def mmr_rerank(candidates: list[dict[str, Any]], k: int, diversity: float = 0.0)
     return [ranked[i] for i in picked]
 
 
-def explain(candidate: dict[str, Any], history: list[dict[str, Any]], words: list[str]) -> str:
-    """A short reason: the query words the item's text contains, else the profile item most like it."""
+def explain(candidate: dict[str, Any], history: list[dict[str, Any]], words: list[str],
+            behaviour_source: dict[str, Any] | None = None) -> str:
+    """A short reason: the query words the item's text contains, else the history item that others
+    bought with it (when behaviour carried the item), else the profile item most like it."""
     if words:
         own = set(informative_words(f"{candidate.get('title', '')} {candidate.get('text', '')}"))
         matched = [w for w in dict.fromkeys(words) if w in own][:3]
         if matched:
             return "matches " + ", ".join(f"'{w}'" for w in matched)
+    if behaviour_source is not None:
+        return f"often chosen with '{behaviour_source['title'] or behaviour_source['item_id']}'"
     if history and candidate.get("vector") is not None:
         vector = np.asarray(candidate["vector"], dtype=np.float32)
         sims = [float(np.dot(vector, np.asarray(h["vector"], dtype=np.float32))) for h in history]
@@ -58,17 +69,54 @@ def explain(candidate: dict[str, Any], history: list[dict[str, Any]], words: lis
     return "close to your description" if words else "close to your profile"
 
 
+def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
+         weights: FusionWeights) -> list[dict[str, Any]]:
+    """Candidates with ``score`` = fused relevance and ``behaviour_source`` = the history item whose
+    item-kNN neighbourhood gave the candidate most of its behaviour score (None if behaviour is 0)."""
+    if not candidates:
+        return []
+    cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
+    hist_cols = signals.columns([h["item_id"] for h in history])  # newest first
+    known = hist_cols >= 0
+    # Per history item: its recency weight (newest 1, then decay^age) and its similarity row.
+    ages = np.arange(len(history))[known]
+    w = signals.decay ** ages.astype(np.float64)
+    w = (w / w.sum()).astype(np.float32) if len(w) else w.astype(np.float32)
+    per_item = signals.similarity[hist_cols[known]][:, np.maximum(cols, 0)].toarray()  # (known history, candidates)
+    per_item[:, cols < 0] = 0.0
+    contrib = w[:, None] * per_item
+    behaviour = contrib.sum(axis=0) if len(w) else np.zeros(len(candidates), dtype=np.float32)
+    content = np.array([c["score"] for c in candidates], dtype=np.float32)
+    score = fused_scores(content[None, :], behaviour[None, :], signals.popularity(cols), signals.freshness(cols),
+                         weights)[0]
+    known_history = [h for h, k in zip(history, known) if k]
+    out = []
+    for i, c in enumerate(candidates):
+        source = None
+        if weights.behaviour > 0 and behaviour[i] > 0:
+            source = known_history[int(np.argmax(contrib[:, i]))]
+        out.append({**c, "content_score": float(content[i]), "score": float(score[i]), "behaviour_source": source})
+    return out
+
+
 @serve.deployment
 class Reranker:
-    def __init__(self, diversity: float = 0.0):
+    def __init__(self, diversity: float = 0.0, reranker_dir: str | None = None):
         self.diversity = diversity
+        self.signals: BehaviourSignals | None = None
+        self.weights = FusionWeights()
+        if reranker_dir:
+            self.signals, self.weights = load_reranker(reranker_dir)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config``: {diversity: 0..1} (MMR weight), tunable live."""
+        """``user_config``: {diversity: 0..1 (MMR weight), weights: {behaviour, popularity, freshness}},
+        tunable live; configured weights replace the learned ones."""
         diversity = float(config.get("diversity", self.diversity))
         if not 0.0 <= diversity <= 1.0:
             raise ValueError(f"diversity must lie in [0, 1], got {diversity}")
         self.diversity = diversity
+        if config.get("weights") is not None:
+            self.weights = FusionWeights.model_validate(config["weights"])
 
     def rerank(
         self,
@@ -77,11 +125,14 @@ class Reranker:
         exclude: list[str] | None = None,
         context: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """The final top ``k``: never an excluded item, then MMR; each with a reason, vectors dropped."""
+        """The final top ``k``: never an excluded item, then fusion and MMR; each with a reason, vectors dropped."""
         seen = set(exclude or ())
         fresh = [c for c in candidates if c["item_id"] not in seen]
         history, words = (context or {}).get("history") or [], (context or {}).get("words") or []
+        if self.signals is not None:
+            fresh = fuse(fresh, history, self.signals, self.weights)
         return [
-            {"item_id": c["item_id"], "title": c["title"], "score": c["score"], "reason": explain(c, history, words)}
+            {"item_id": c["item_id"], "title": c["title"], "score": c["score"],
+             "reason": explain(c, history, words, c.get("behaviour_source"))}
             for c in mmr_rerank(fresh, k, self.diversity)
         ]
