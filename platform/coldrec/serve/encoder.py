@@ -57,4 +57,7 @@ class ProfileEncoder:
         return await asyncio.to_thread(self.encoder.encode_items, list(texts))
 
     def info(self) -> dict[str, Any]:
-        return {"model_version": self.encoder.version, "dim": self.encoder.dim, "device": str(self.encoder.device)}
+        import torch
+
+        return {"model_version": self.encoder.version, "dim": self.encoder.dim, "device": str(self.encoder.device),
+                "threads": torch.get_num_threads()}

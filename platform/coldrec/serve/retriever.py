@@ -6,6 +6,11 @@ change log: before every search, lookup or info it applies the changes after the
 seen by the next request on every replica, and a restarted replica replays the log over the
 saved index. Changes encoded by another model version (the index was rebuilt since) are
 re-encoded with the ProfileEncoder's item tower.
+
+``user_config: {index_dir: ...}`` swaps in another index built with the *same* model (a rebuilt
+catalog, another FAISS factory) without a restart: the new index is loaded and brought up to date
+with the change log beside the old one, then replaces it between two requests. A new *model*
+version changes the encoder too, so it is a config update of the app's args (see serve/launch.py).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from coldrec.index.item_index import ItemIndex
+from coldrec.index.item_index import ItemIndex, resolve_index_dir
 from coldrec.serve.metrics import catalog_gauges
 from coldrec.store import CatalogChange, open_store
 
@@ -41,6 +46,7 @@ def _category_filter(category: str | None):
 class Retriever:
     def __init__(self, index_dir: str, store: str | None = None, encoder: DeploymentHandle | None = None):
         self.index = ItemIndex.load(index_dir)
+        self.index_dir = resolve_index_dir(index_dir)
         self.model_version = self.index.meta.get("model_version")
         self.store = open_store(store) if store else None
         self.encoder = encoder
@@ -61,31 +67,61 @@ class Retriever:
     def _collect_scenes(self) -> list[str]:
         return sorted({_text(r.get("scene")) for r in self.index.rows().to_dict("records")} - {""})
 
-    async def sync(self) -> int:
-        """Apply the catalog changes after ``self.seq``; returns how many were read."""
-        if self.store is None:
-            return 0
-        async with self._sync_lock:  # one applier at a time; the others then find nothing new
-            changes = self.store.catalog_changes(since=self.seq)
-            if not changes:
-                return 0
-            latest: dict[str, CatalogChange] = {}
-            for change in changes:  # only each item's last change matters
-                latest.pop(change.item_id, None)
-                latest[change.item_id] = change
-            await self._apply(list(latest.values()))
-            self.seq = changes[-1].seq
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """``user_config``: {index_dir}: serve another index of the same model, brought up to date first."""
+        wanted = config.get("index_dir")
+        if not wanted or resolve_index_dir(wanted) == self.index_dir:
+            return
+        index = await asyncio.to_thread(ItemIndex.load, wanted)
+        version = index.meta.get("model_version")
+        if version != self.model_version or index.dim != self.index.dim:
+            raise ValueError(
+                f"index {wanted} was built with model {version!r} ({index.dim}-d) but this app serves "
+                f"{self.model_version!r} ({self.index.dim}-d): roll a new model out by updating the app's args"
+            )
+        seq = await self._catch_up(index, 0)  # the whole log, as a restarted replica replays it
+        async with self._sync_lock:
+            self.seq = await self._catch_up(index, seq)  # what arrived meanwhile
+            self.index, self.index_dir = index, resolve_index_dir(wanted)
             self._scenes = self._collect_scenes()
             self._report()
-            return len(changes)
 
-    async def _apply(self, changes: list[CatalogChange]) -> None:
-        self.index.remove([c.item_id for c in changes if c.op == "delete"])
+    async def sync(self) -> ItemIndex:
+        """Apply the catalog changes after ``self.seq``; returns the index to answer from.
+
+        Callers use that one object for the whole answer: a reconfigure may swap ``self.index``
+        while they wait on a thread."""
+        if self.store is None:
+            return self.index
+        async with self._sync_lock:  # one applier at a time; the others then find nothing new
+            before = self.seq
+            self.seq = await self._catch_up(self.index, before)
+            if self.seq != before:
+                self._scenes = self._collect_scenes()
+                self._report()
+            return self.index
+
+    async def _catch_up(self, index: ItemIndex, since: int) -> int:
+        """Apply every change after ``since`` to ``index``; returns the last seq applied."""
+        if self.store is None:
+            return since
+        changes = self.store.catalog_changes(since=since)
+        if not changes:
+            return since
+        latest: dict[str, CatalogChange] = {}
+        for change in changes:  # only each item's last change matters
+            latest.pop(change.item_id, None)
+            latest[change.item_id] = change
+        await self._apply(index, list(latest.values()))
+        return changes[-1].seq
+
+    async def _apply(self, index: ItemIndex, changes: list[CatalogChange]) -> None:
+        index.remove([c.item_id for c in changes if c.op == "delete"])
         puts = [c for c in changes if c.op == "put"]
         if not puts:
             return
         vectors = [
-            c.vector if c.model_version == self.model_version and c.vector is not None and len(c.vector) == self.index.dim
+            c.vector if c.model_version == self.model_version and c.vector is not None and len(c.vector) == index.dim
             else None
             for c in puts
         ]
@@ -96,16 +132,17 @@ class Retriever:
             fresh = await self.encoder.encode_items.remote([puts[i].row.get("text", "") for i in stale])
             for i, vector in zip(stale, fresh):
                 vectors[i] = vector
-        self.index.upsert([dict(c.row) for c in puts], np.stack(vectors))  # (changes, dim)
+        index.upsert([dict(c.row) for c in puts], np.stack(vectors))  # (changes, dim)
 
-    def _candidate(self, item_id: str, score: float) -> dict[str, Any]:
-        row = self.index.get(item_id) or {}
+    @staticmethod
+    def _candidate(index: ItemIndex, item_id: str, score: float) -> dict[str, Any]:
+        row = index.get(item_id) or {}
         return {
             "item_id": item_id,
             "title": _text(row.get("title")) or _text(row.get("text"))[:80],
             "text": _text(row.get("text")),
             "score": score,
-            "vector": self.index.vector(item_id),
+            "vector": index.vector(item_id),
         }
 
     async def search(
@@ -120,40 +157,38 @@ class Retriever:
 
         Each candidate: {item_id, title, text, score, vector}; the vector lets a reranker compare items.
         """
-        await self.sync()
-        hits = await asyncio.to_thread(
-            self.index.search, vector, k, [set(exclude or ())], scene, _category_filter(category)
-        )
-        return [self._candidate(item_id, score) for item_id, score in hits[0]]
+        index = await self.sync()
+        hits = await asyncio.to_thread(index.search, vector, k, [set(exclude or ())], scene, _category_filter(category))
+        return [self._candidate(index, item_id, score) for item_id, score in hits[0]]
 
     async def similar(self, item_id: str, k: int, scene: str | None = None) -> list[dict[str, Any]] | None:
         """The ``k`` items nearest to a catalog item's stored vector (itself excluded); None if unknown."""
-        await self.sync()
-        if item_id not in self.index:
+        index = await self.sync()
+        if item_id not in index:
             return None
-        hits = await asyncio.to_thread(self.index.search, self.index.vector(item_id), k, [{item_id}], scene)
-        return [{"item_id": i, "title": self._candidate(i, s)["title"], "score": s} for i, s in hits[0]]
+        hits = await asyncio.to_thread(index.search, index.vector(item_id), k, [{item_id}], scene)
+        return [{"item_id": i, "title": self._candidate(index, i, s)["title"], "score": s} for i, s in hits[0]]
 
     async def lookup(self, item_ids: list[str], with_vectors: bool = False) -> dict[str, dict[str, Any]]:
         """{item_id: {title, text, scene, categories, brand, genres[, vector]}} for the ids that exist."""
-        await self.sync()
+        index = await self.sync()
         found = {}
         for item_id in item_ids:
-            row = self.index.get(item_id)
+            row = index.get(item_id)
             if row is not None:
                 found[item_id] = {key: _text(row.get(key)) for key in LOOKUP_FIELDS}
                 if with_vectors:
-                    found[item_id]["vector"] = self.index.vector(item_id)
+                    found[item_id]["vector"] = index.vector(item_id)
         return found
 
     async def info(self) -> dict[str, Any]:
-        await self.sync()
+        index = await self.sync()
         context = serve.get_replica_context()
         return {
-            "items": len(self.index),
+            "items": len(index),
             "scenes": self._scenes,
             "model_version": self.model_version,
-            "index_dir": self.index.meta.get("index_dir"),
+            "index_dir": index.meta.get("index_dir"),
             "catalog_seq": self.seq,
             "replica": context.replica_id.unique_id if context else None,
         }
