@@ -109,3 +109,38 @@ def test_reranker_deployment_class_fuses_and_explains(tmp_path):
     assert ranked[0]["score"] > 0.5 and ranked[-1]["score"] == pytest.approx(0.5)
     reranker.reconfigure({"weights": {"behaviour": 0.0}})
     assert [r["score"] for r in reranker.rerank(cands, 3, [], {"history": history})] == [0.5, 0.5, 0.5]
+
+
+def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
+    from synthetic import write_processed
+
+    from coldrec.config import PipelineConfig
+    from coldrec.data.processed import load_items
+    from coldrec.index.item_index import ItemIndex, write_latest
+    from coldrec.model.encoder import TextEncoder
+    from coldrec.rank.job import fit_reranker
+    from coldrec.serve.app import _reranker_dir
+
+    pdir = write_processed(tmp_path / "data" / "office")
+    cfg = PipelineConfig.model_validate({
+        "data": {"dataset": "generic", "scene": "office", "output_dir": str(tmp_path / "data")},
+        "model": {"backbone": tiny_backbone}, "index": {"output_dir": str(tmp_path / "index")},
+    })  # fmt: skip
+    items = load_items(pdir)
+    encoder = TextEncoder.load(tiny_backbone, device="cpu")
+    meta = {"model_path": tiny_backbone, "model_version": encoder.version, "scene": "office"}
+    index = ItemIndex.build(items[["item_id", "text"]], encoder.encode_items(items["text"].tolist()), "Flat", meta)
+    version_dir = index.save(tmp_path / "index" / "office" / "v1")
+    assert _reranker_dir(None, version_dir) is None  # nothing fitted yet: content only
+    write_latest(version_dir)
+
+    out = fit_reranker(cfg)  # the scene's LATEST
+    assert out == version_dir / "rerank"
+    signals, weights = load_reranker(out)
+    assert sorted(signals.item_ids) == sorted(items["item_id"])
+    assert _reranker_dir(None, version_dir) == str(version_dir / "rerank")
+    assert _reranker_dir("none", version_dir) is None
+    with pytest.raises(ValueError, match="coldrec rerank"):
+        _reranker_dir(str(tmp_path), version_dir)
+    # Users stay within a topic, so co-occurrence predicts targets and the weights use it.
+    assert weights.behaviour > 0
