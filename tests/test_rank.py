@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from coldrec.eval.baselines import ItemKNN
-from coldrec.rank.fusion import FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker
+from coldrec.rank.fusion import FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker, signal_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.reranker import Reranker, fuse
 
@@ -54,6 +54,14 @@ def test_freshness_decays_with_age_when_there_are_timestamps():
     assert fresh[1] == pytest.approx(0.5)  # ten days old at a ten-day half life
 
 
+def test_sequence_is_the_transition_probability_from_the_newest_item():
+    train = pd.DataFrame({"user_id": ["a", "b", "c"], "history": [["i0", "i1"], ["i1"], ["i2", "i1"]],
+                          "target": ["i2", "i2", "i3"]})
+    signals = BehaviourSignals.fit(train, ITEMS)
+    seq = signals.sequence([["i5", "i1"], ["i1", "i5"], []], signals.columns(["i2", "i3", "i0"]))
+    assert np.allclose(seq[0], [2 / 3, 1 / 3, 0]) and not seq[1].any() and not seq[2].any()
+
+
 def test_save_and_load_round_trip(tmp_path):
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
@@ -61,6 +69,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert weights == FusionWeights(behaviour=0.4) and loaded.decay == 0.5 and loaded.item_ids == ITEMS
     hist = [["i0", "i2"], ["i6"]]
     assert np.allclose(loaded.behaviour(hist), signals.behaviour(hist))
+    assert np.allclose(loaded.sequence(hist), signals.sequence(hist)) and signals.sequence(hist).any()
     with pytest.raises(FileNotFoundError, match="coldrec rerank"):
         load_reranker(tmp_path / "missing")
 
@@ -73,27 +82,30 @@ def test_learned_weights_use_behaviour_when_it_predicts_the_target():
     content[np.arange(queries), targets] += 0.05  # content alone is weak
     behaviour = rng.uniform(0, 0.05, (queries, items)).astype(np.float32)
     behaviour[np.arange(queries), targets] += 0.05  # behaviour alone is weak too, but independent
-    pop, fresh = np.zeros(items, np.float32), np.ones(items, np.float32)
-    weights, report = learn_weights(content, behaviour, pop, fresh, targets)
-    assert weights.behaviour > 0 and weights.popularity == 0 and weights.freshness == 0  # constants: nothing to learn
+    features = {"behaviour": behaviour, "sequence": np.zeros((queries, items), np.float32),
+                "popularity": np.zeros(items, np.float32), "freshness": np.ones(items, np.float32)}
+    weights, report = learn_weights(content, features, targets)
+    assert weights.behaviour > 0 and weights == FusionWeights(behaviour=weights.behaviour)  # constants: nothing to learn
     assert report["ndcg@10"] > report["content_only_ndcg@10"]
 
 
 def test_serving_fusion_equals_the_evaluated_fusion():
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7)
-    weights = FusionWeights(behaviour=2.0, popularity=0.1, freshness=0.05)
-    history = ["i1", "i4", "i2"]  # oldest first
-    cands = ["i0", "i3", "i5", "i7", "brand-new"]
+    weights = FusionWeights(behaviour=2.0, sequence=0.7, popularity=0.1, freshness=0.05)
+    history = ["i4", "i2", "i1", "unknown"]  # oldest first; in training, i1 is followed by i2
+    cands = ["i0", "i2", "i5", "i7", "brand-new"]
     rng = np.random.default_rng(1)
     content = rng.uniform(0.2, 0.8, len(cands)).astype(np.float32)
     cols = signals.columns(cands)
-    expected = fused_scores(content[None], signals.behaviour([history], cols), signals.popularity(cols),
-                            signals.freshness(cols), weights)[0]
+    features = signal_features(signals, [history], cols)
+    assert features["sequence"].any() and features["behaviour"].any()
+    expected = fused_scores(content[None], features, weights)[0]
     served = fuse([{"item_id": c, "title": c, "score": float(s)} for c, s in zip(cands, content)],
                   [{"item_id": h, "title": h.upper()} for h in reversed(history)], signals, weights)
     assert np.allclose([c["score"] for c in served], expected, atol=1e-6)
     by_id = {c["item_id"]: c for c in served}
     assert by_id["i0"]["behaviour_source"]["item_id"] in ("i1", "i2")  # i0's neighbours are in its own group
+    assert by_id["brand-new"]["score"] == pytest.approx(content[-1] + 0.05)  # new: only freshness adds
     assert by_id["brand-new"]["behaviour_source"] is None
 
 

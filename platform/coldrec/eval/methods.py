@@ -133,7 +133,7 @@ class Methods:
                tune_train: pd.DataFrame | None) -> Scorer:
         """Content + behaviour; weights learned on ``valid`` with signals fit on ``tune_train``
         (or ``train``), then the signals refit on ``train`` for scoring."""
-        from coldrec.rank.fusion import FusionWeights, fit_fusion, fused_scores
+        from coldrec.rank.fusion import FusionWeights, fit_fusion, fused_scores, signal_features
         from coldrec.rank.signals import BehaviourSignals
 
         source = self.fused_source()
@@ -150,12 +150,10 @@ class Methods:
         if tune_train is not None:
             signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay)
         cols = signals.columns(item_ids)
-        popularity, freshness = signals.popularity(cols), signals.freshness(cols)
 
         def score(batch: pd.DataFrame) -> np.ndarray:
             content = encoder.encode_users(batch["profile_text"].tolist(), batch_size=self.cfg.batch_size) @ vectors.T
-            behaviour = signals.behaviour(batch["history"].tolist(), cols)
-            return fused_scores(content, behaviour, popularity, freshness, weights)
+            return fused_scores(content, signal_features(signals, batch["history"].tolist(), cols), weights)
 
         return score
 

@@ -1,15 +1,15 @@
-"""relevance = content + w_b * behaviour + w_p * popularity + w_f * freshness, and how to learn the w.
+"""relevance = content + sum of w_f * feature_f, and how to learn the w.
 
-``content`` is the profile model's cosine score (its weight is fixed at 1: only the ratios
-matter for a ranking); the other features come from :class:`coldrec.rank.signals.BehaviourSignals`.
-The weights are learned by a grid search that maximises NDCG@10 on *validation* examples (never
-test), scoring the whole catalog; the Serve reranker and the ``fused`` evaluation method apply
-the same function, so what is measured is what is served.
+Features (:class:`coldrec.rank.signals.BehaviourSignals`): ``behaviour`` (item-kNN), ``sequence``
+(transitions from the newest item), ``popularity``, ``freshness``. ``content`` is the profile
+model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
+are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
+whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
+so what is measured is what is served.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Sequence
@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from coldrec.rank.signals import BehaviourSignals
 
 WEIGHTS_FILE = "weights.json"
+PAIR_FEATURES = ("behaviour", "sequence")  # (queries, items): depend on the user's history
+ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +31,7 @@ class FusionWeights(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     behaviour: float = Field(0.0, ge=0)
+    sequence: float = Field(0.0, ge=0)
     popularity: float = Field(0.0, ge=0)
     freshness: float = Field(0.0, ge=0)
 
@@ -40,16 +43,21 @@ class FusionGrid(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     behaviour: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
+    sequence: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
     freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4])
-    rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the three weights")
+    rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the weights")
 
 
-def fused_scores(content: np.ndarray, behaviour: np.ndarray, popularity: np.ndarray, freshness: np.ndarray,
-                 weights: FusionWeights) -> np.ndarray:
-    """(queries, items) relevance; popularity and freshness may be (items,) and broadcast."""
-    return (content + weights.behaviour * behaviour + weights.popularity * popularity
-            + weights.freshness * freshness).astype(np.float32)
+def fused_scores(content: np.ndarray, features: dict[str, np.ndarray], weights: FusionWeights) -> np.ndarray:
+    """(queries, items) relevance; ``features`` by name, pair features (queries, items), item
+    features (items,) broadcast. A missing feature counts as zero."""
+    out = np.array(content, dtype=np.float32, copy=True)
+    for name, value in features.items():
+        w = getattr(weights, name)
+        if w:
+            out += w * value
+    return out
 
 
 def _ndcg_at_10(scores: np.ndarray, targets: np.ndarray, tie_order: np.ndarray) -> float:
@@ -58,36 +66,31 @@ def _ndcg_at_10(scores: np.ndarray, targets: np.ndarray, tie_order: np.ndarray) 
     return rank_metrics(target_ranks(scores, targets, tie_order), [10])["ndcg@10"]
 
 
-def learn_weights(content: np.ndarray, behaviour: np.ndarray, popularity: np.ndarray, freshness: np.ndarray,
-                  targets: np.ndarray, grid: FusionGrid | None = None, seed: int = 0) -> tuple[FusionWeights, dict]:
+def learn_weights(content: np.ndarray, features: dict[str, np.ndarray], targets: np.ndarray,
+                  grid: FusionGrid | None = None, seed: int = 0) -> tuple[FusionWeights, dict]:
     """Weights with the best NDCG@10 of ``targets`` (queries,) catalog columns, by coordinate ascent.
 
-    content, behaviour: (queries, items); popularity, freshness: (items,). Starting from content
-    alone, each sweep sets every weight in turn to its best grid value given the others, until a
-    sweep changes nothing. Returns (weights, report): validation NDCG of the chosen weights and of
-    content alone.
+    content: (queries, items); features as in :func:`fused_scores`. Starting from content alone,
+    each sweep sets every weight in turn to its best grid value given the others, until a sweep
+    changes nothing. A constant feature shifts every score alike, so its weight stays 0. Returns
+    (weights, report): validation NDCG of the chosen weights and of content alone.
     """
-    grid = (grid or FusionGrid()).model_copy()
-    if not np.ptp(freshness):  # a constant shifts every score alike: nothing to learn
-        grid.freshness = [0.0]
-    if not np.ptp(popularity):
-        grid.popularity = [0.0]
-    if not behaviour.any():
-        grid.behaviour = [0.0]
+    grid = grid or FusionGrid()
+    names = [n for n in FusionWeights.model_fields if n in features and np.ptp(features[n]) > 0]
     tie_order = np.random.default_rng(seed).permutation(content.shape[1])
-    seen: dict[tuple[float, float, float], float] = {}
+    seen: dict[tuple, float] = {}
 
     def value(w: FusionWeights) -> float:
-        key = (w.behaviour, w.popularity, w.freshness)
+        key = tuple(w.model_dump().values())
         if key not in seen:
-            seen[key] = _ndcg_at_10(fused_scores(content, behaviour, popularity, freshness, w), targets, tie_order)
+            seen[key] = _ndcg_at_10(fused_scores(content, features, w), targets, tie_order)
         return seen[key]
 
     best = FusionWeights()
     best_value = value(best)
     for _ in range(grid.rounds):
         before = best
-        for name in ("behaviour", "popularity", "freshness"):
+        for name in names:
             for v in getattr(grid, name):
                 trial = best.model_copy(update={name: v})
                 if value(trial) > best_value:  # strictly better: ties keep the smaller, earlier weights
@@ -97,6 +100,12 @@ def learn_weights(content: np.ndarray, behaviour: np.ndarray, popularity: np.nda
     report = {"on": "validation ndcg@10", "queries": int(len(targets)), "ndcg@10": round(best_value, 6),
               "content_only_ndcg@10": round(value(FusionWeights()), 6), "points_tried": len(seen)}
     return best, report
+
+
+def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray) -> dict:
+    """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols``."""
+    return {"behaviour": signals.behaviour(histories, cols), "sequence": signals.sequence(histories, cols),
+            "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
 
 
 def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, item_ids: Sequence[str],
@@ -116,12 +125,11 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     content = users @ item_vectors.T  # (queries, items)
     cols = signals.columns(item_ids)
     targets = valid["target"].map(position).to_numpy()
-    popularity, freshness = signals.popularity(cols), signals.freshness(cols)
+    histories = valid["history"].tolist()
     best: tuple[float, float, FusionWeights, dict] | None = None
     for decay in decays:
         signals.decay = decay
-        behaviour = signals.behaviour(valid["history"].tolist(), cols)
-        weights, report = learn_weights(content, behaviour, popularity, freshness, targets, grid, seed)
+        weights, report = learn_weights(content, signal_features(signals, histories, cols), targets, grid, seed)
         if best is None or report["ndcg@10"] > best[0]:
             best = (report["ndcg@10"], decay, weights, report)
     _, decay, weights, report = best

@@ -1,6 +1,6 @@
 """Behavioural signals of the catalog, learned from training interactions only.
 
-Three per-item or per-(user, item) features, each scaled to [0, 1] by something that does not
+Four per-item or per-(user, item) features, each scaled to [0, 1] by something that does not
 depend on which candidates are being compared, so the same weights mean the same thing in a
 full-ranking evaluation and in the serving reranker's top-N:
 
@@ -8,6 +8,8 @@ full-ranking evaluation and in the serving reranker's top-N:
   between item j and the user's history items, sim(i, j) = C_ij / sqrt(C_ii C_jj) with C = X^T X
   over training users' item sets; only each item's ``top_m`` neighbours are kept, so the table
   is sparse and stays small for large catalogs. 0 for history items the signals never saw.
+- ``sequence(u, j)``: first-order transitions. P(j follows i) over training examples' (newest
+  history item -> target) pairs, for i = the user's newest history item the signals know.
 - ``popularity(j)``: log(1 + training interactions) / log(1 + the largest count).
 - ``freshness(j)``: 2 ** (-age / half_life), age = ``reference_time`` - the item's first training
   interaction (without timestamps: 0 for every item with training interactions); an item the
@@ -29,6 +31,17 @@ import scipy.sparse as sp
 
 SIGNALS_FILE = "signals.npz"
 FEATURES = ("content", "behaviour", "popularity", "freshness")
+
+
+def _take(full: np.ndarray, candidate_cols: np.ndarray | None) -> np.ndarray:
+    """Columns ``candidate_cols`` ((candidates,) or (queries, candidates); -1 = unknown: 0) of ``full``."""
+    if candidate_cols is None:
+        return full
+    cols = np.asarray(candidate_cols)
+    if cols.ndim == 1:
+        cols = np.broadcast_to(cols, (len(full), len(cols)))
+    out = np.take_along_axis(full, np.maximum(cols, 0), axis=1)
+    return np.where(cols >= 0, out, 0.0).astype(np.float32)
 
 
 def _cooccurrence(train: pd.DataFrame, position: dict[str, int]) -> sp.csr_matrix:
@@ -56,6 +69,18 @@ def _top_m(sim: sp.csr_matrix, m: int) -> sp.csr_matrix:
     return sp.csr_matrix((cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))), shape=sim.shape)
 
 
+def _transitions(train: pd.DataFrame, position: dict[str, int]) -> sp.csr_matrix:
+    """Row-normalised counts of (newest history item -> target) over training examples."""
+    last = train["history"].map(lambda h: h[-1] if len(h) else None).map(position)
+    target = train["target"].map(position)
+    ok = last.notna() & target.notna()
+    n = len(position)
+    counts = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (last[ok].astype(np.int64), target[ok].astype(np.int64))),
+                           shape=(n, n))  # duplicates are summed
+    rows = np.asarray(counts.sum(axis=1)).ravel()
+    return (sp.diags(1.0 / np.maximum(rows, 1.0)) @ counts).tocsr().astype(np.float32)
+
+
 @dataclass
 class BehaviourSignals:
     item_ids: list[str]
@@ -65,6 +90,7 @@ class BehaviourSignals:
     reference_time: float | None = None  # "now" for freshness: the latest training timestamp
     half_life: float = 90 * 86400.0  # seconds
     decay: float = 1.0  # history recency weight: newest 1, then decay, decay^2, ...
+    transitions: sp.csr_matrix | None = None  # (items, items) P(next = j | newest = i), top_m per row
 
     def __post_init__(self) -> None:
         self.position = {item_id: i for i, item_id in enumerate(self.item_ids)}
@@ -92,7 +118,8 @@ class BehaviourSignals:
             earliest = timed.groupby("item_id")["timestamp"].min()
             first[[position[i] for i in earliest.index]] = earliest.to_numpy(dtype=float)
             reference = float(timed["timestamp"].max())
-        return cls(item_ids, _top_m(sim, top_m), diag, first, reference, half_life_days * 86400.0, decay)
+        return cls(item_ids, _top_m(sim, top_m), diag, first, reference, half_life_days * 86400.0, decay,
+                   _top_m(_transitions(train, position), top_m))
 
     # ---- features -----------------------------------------------------------------------
     def columns(self, item_ids: Sequence[str]) -> np.ndarray:
@@ -121,13 +148,25 @@ class BehaviourSignals:
         ``candidate_cols``: (candidates,) or (queries, candidates) signal rows (-1 = unknown: 0).
         """
         full = np.asarray((self.history_matrix(histories) @ self.similarity).todense(), dtype=np.float32)
-        if candidate_cols is None:
-            return full
-        cols = np.asarray(candidate_cols)
-        if cols.ndim == 1:
-            cols = np.broadcast_to(cols, (len(full), len(cols)))
-        out = np.take_along_axis(full, np.maximum(cols, 0), axis=1)
-        return np.where(cols >= 0, out, 0.0).astype(np.float32)
+        return _take(full, candidate_cols)
+
+    def newest_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
+        """(queries, items) one-hot of each history's newest item the signals know (a zero row if none)."""
+        rows, cols = [], []
+        for r, hist in enumerate(histories):
+            col = next((self.position[str(i)] for i in reversed(list(hist)) if str(i) in self.position), None)
+            if col is not None:
+                rows.append(r)
+                cols.append(col)
+        return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), len(self.item_ids)))
+
+    def sequence(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
+        """(queries, candidates) P(candidate follows the newest history item), as :meth:`behaviour`."""
+        if self.transitions is None:
+            return np.zeros((len(histories), len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]),
+                            dtype=np.float32)
+        full = np.asarray((self.newest_matrix(histories) @ self.transitions).todense(), dtype=np.float32)
+        return _take(full, candidate_cols)
 
     def popularity(self, cols: np.ndarray | None = None) -> np.ndarray:
         """(items,) or (len(cols),) log-scaled popularity in [0, 1]; 0 for unknown items."""
@@ -158,7 +197,7 @@ class BehaviourSignals:
             path / SIGNALS_FILE, item_ids=np.asarray(self.item_ids, dtype=object).astype(str),
             sim_data=sim.data, sim_indices=sim.indices, sim_indptr=sim.indptr, counts=self.counts,
             first_seen=self.first_seen, reference_time=np.nan if self.reference_time is None else self.reference_time,
-            half_life=self.half_life, decay=self.decay,
+            half_life=self.half_life, decay=self.decay, **_csr_arrays("tr", self.transitions),
         )
         return path / SIGNALS_FILE
 
@@ -168,5 +207,14 @@ class BehaviourSignals:
             n = len(z["item_ids"])
             sim = sp.csr_matrix((z["sim_data"], z["sim_indices"], z["sim_indptr"]), shape=(n, n))
             ref = float(z["reference_time"])
+            transitions = (sp.csr_matrix((z["tr_data"], z["tr_indices"], z["tr_indptr"]), shape=(n, n))
+                           if "tr_data" in z else None)
             return cls([str(i) for i in z["item_ids"]], sim, z["counts"], z["first_seen"],
-                       None if np.isnan(ref) else ref, float(z["half_life"]), float(z["decay"]))
+                       None if np.isnan(ref) else ref, float(z["half_life"]), float(z["decay"]), transitions)
+
+
+def _csr_arrays(prefix: str, matrix: sp.csr_matrix | None) -> dict[str, np.ndarray]:
+    if matrix is None:
+        return {}
+    matrix = matrix.tocsr()
+    return {f"{prefix}_data": matrix.data, f"{prefix}_indices": matrix.indices, f"{prefix}_indptr": matrix.indptr}

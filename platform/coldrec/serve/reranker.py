@@ -5,8 +5,8 @@
 {item_id, title, score, reason}. ``context`` = {"history": [{item_id, title, vector}] newest first,
 "words": [query words]} is what behaviour scores and reasons are made from.
 
-relevance = content + w_b * item-kNN behaviour + w_p * popularity + w_f * freshness
-(:mod:`coldrec.rank.fusion`), with the signals and weights that ``coldrec rerank`` learned on the
+relevance = content + w_b * item-kNN behaviour + w_s * transitions from the newest item
++ w_p * popularity + w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals and weights that ``coldrec rerank`` learned on the
 validation split for this index version (``<index version>/rerank/``); without them, relevance is
 the content score. Then MMR trades relevance for diversity. Items added through the API since the
 fit are unknown to the signals: no behaviour, no popularity, freshness 1 (brand new).
@@ -71,30 +71,39 @@ def explain(candidate: dict[str, Any], history: list[dict[str, Any]], words: lis
 
 def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
          weights: FusionWeights) -> list[dict[str, Any]]:
-    """Candidates with ``score`` = fused relevance and ``behaviour_source`` = the history item whose
-    item-kNN neighbourhood gave the candidate most of its behaviour score (None if behaviour is 0)."""
+    """Candidates with ``score`` = fused relevance, ``content_score`` = the retrieval score, and
+    ``behaviour_source`` = the history item that gave the candidate most of its item-kNN or
+    transition score (None when those add nothing). ``history`` is newest first.
+
+    Computes exactly :func:`coldrec.rank.fusion.signal_features` for the candidates only: the
+    history items' similarity rows are sliced to the candidate columns, never the whole catalog.
+    """
     if not candidates:
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
     hist_cols = signals.columns([h["item_id"] for h in history])  # newest first
-    known = hist_cols >= 0
-    # Per history item: its recency weight (newest 1, then decay^age) and its similarity row.
-    ages = np.arange(len(history))[known]
-    w = signals.decay ** ages.astype(np.float64)
+    known = np.flatnonzero(hist_cols >= 0)
+    safe = np.maximum(cols, 0)
+    w = signals.decay ** known.astype(np.float64)  # age = position among all history items
     w = (w / w.sum()).astype(np.float32) if len(w) else w.astype(np.float32)
-    per_item = signals.similarity[hist_cols[known]][:, np.maximum(cols, 0)].toarray()  # (known history, candidates)
-    per_item[:, cols < 0] = 0.0
-    contrib = w[:, None] * per_item
-    behaviour = contrib.sum(axis=0) if len(w) else np.zeros(len(candidates), dtype=np.float32)
+    contrib = w[:, None] * signals.similarity[hist_cols[known]][:, safe].toarray()  # (known history, candidates)
+    contrib[:, cols < 0] = 0.0
+    behaviour = contrib.sum(axis=0) if len(known) else np.zeros(len(candidates), np.float32)
+    sequence = np.zeros(len(candidates), np.float32)
+    if len(known) and signals.transitions is not None:
+        sequence = signals.transitions[hist_cols[known[0]]][:, safe].toarray()[0]
+        sequence[cols < 0] = 0.0
+    features = {"behaviour": behaviour[None], "sequence": sequence[None],
+                "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
-    score = fused_scores(content[None, :], behaviour[None, :], signals.popularity(cols), signals.freshness(cols),
-                         weights)[0]
-    known_history = [h for h, k in zip(history, known) if k]
+    score = fused_scores(content[None], features, weights)[0]
     out = []
     for i, c in enumerate(candidates):
         source = None
-        if weights.behaviour > 0 and behaviour[i] > 0:
-            source = known_history[int(np.argmax(contrib[:, i]))]
+        if weights.sequence * sequence[i] > weights.behaviour * behaviour[i] and sequence[i] > 0:
+            source = history[known[0]]
+        elif weights.behaviour > 0 and behaviour[i] > 0:
+            source = history[known[int(np.argmax(contrib[:, i]))]]
         out.append({**c, "content_score": float(content[i]), "score": float(score[i]), "behaviour_source": source})
     return out
 
@@ -109,7 +118,7 @@ class Reranker:
             self.signals, self.weights = load_reranker(reranker_dir)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config``: {diversity: 0..1 (MMR weight), weights: {behaviour, popularity, freshness}},
+        """``user_config``: {diversity: 0..1 (MMR weight), weights: {behaviour, sequence, popularity, freshness}},
         tunable live; configured weights replace the learned ones."""
         diversity = float(config.get("diversity", self.diversity))
         if not 0.0 <= diversity <= 1.0:
