@@ -1,4 +1,4 @@
-"""The quickstart, end to end on local Ray: fetch -> preprocess -> fine-tune -> index -> serve -> query -> evaluate.
+"""The quickstart, end to end on local Ray: fetch -> preprocess -> fine-tune -> index (+ reranker) -> serve -> query -> evaluate.
 
     coldrec demo                      # ml-100k, a short CPU fine-tune of all-MiniLM-L6-v2
     coldrec demo train.max_steps_per_epoch=100
@@ -54,6 +54,10 @@ def run_demo(cfg: PipelineConfig | None = None, overrides: list[str] | None = No
     print("[4/6] embedding the catalog (Ray Data actor pool) and building the FAISS index")
     index_dir = build_index(cfg, model_path=str(trained.best_model_dir))
     print(f"      {index_dir}")
+    from coldrec.rank.job import fit_reranker
+
+    reranker = fit_reranker(cfg, index_dir=index_dir)
+    print(f"      reranker weights learned on the validation split: {reranker}")
     print("[5/6] starting Ray Serve and sending real HTTP requests")
     url = start_app(cfg, index_dir=str(index_dir), port=port)
     try:
