@@ -62,14 +62,28 @@ def test_sequence_is_the_transition_probability_from_the_newest_item():
     assert np.allclose(seq[0], [2 / 3, 1 / 3, 0]) and not seq[1].any() and not seq[2].any()
 
 
+def test_ease_feature_ranks_like_the_ease_baseline():
+    from coldrec.eval.baselines import EASE
+
+    train = examples()
+    signals = BehaviourSignals.fit(train, ITEMS, ease_lambda=2.0, top_m=len(ITEMS))
+    hist = [["i0", "i1"], ["i5"]]
+    theirs = EASE(train, ITEMS).scorer(2.0)(pd.DataFrame({"history": hist}))
+    ours = signals.ease(hist)
+    for a, b in zip(ours, theirs):  # positive weights only: the same order among items EASE scores above 0
+        top = b > 0
+        assert np.allclose(a[top] / b[top], (a[top] / b[top])[0], rtol=1e-4)
+
+
 def test_save_and_load_round_trip(tmp_path):
-    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5)
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
     loaded, weights = load_reranker(tmp_path)
     assert weights == FusionWeights(behaviour=0.4) and loaded.decay == 0.5 and loaded.item_ids == ITEMS
     hist = [["i0", "i2"], ["i6"]]
     assert np.allclose(loaded.behaviour(hist), signals.behaviour(hist))
     assert np.allclose(loaded.sequence(hist), signals.sequence(hist)) and signals.sequence(hist).any()
+    assert np.allclose(loaded.ease(hist), signals.ease(hist)) and signals.ease(hist).any()
     with pytest.raises(FileNotFoundError, match="coldrec rerank"):
         load_reranker(tmp_path / "missing")
 
@@ -82,7 +96,8 @@ def test_learned_weights_use_behaviour_when_it_predicts_the_target():
     content[np.arange(queries), targets] += 0.05  # content alone is weak
     behaviour = rng.uniform(0, 0.05, (queries, items)).astype(np.float32)
     behaviour[np.arange(queries), targets] += 0.05  # behaviour alone is weak too, but independent
-    features = {"behaviour": behaviour, "sequence": np.zeros((queries, items), np.float32),
+    features = {"behaviour": behaviour, "ease": np.zeros((queries, items), np.float32),
+                "sequence": np.zeros((queries, items), np.float32),
                 "popularity": np.zeros(items, np.float32), "freshness": np.ones(items, np.float32)}
     weights, report = learn_weights(content, features, targets)
     assert weights.behaviour > 0 and weights == FusionWeights(behaviour=weights.behaviour)  # constants: nothing to learn
@@ -90,15 +105,15 @@ def test_learned_weights_use_behaviour_when_it_predicts_the_target():
 
 
 def test_serving_fusion_equals_the_evaluated_fusion():
-    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7)
-    weights = FusionWeights(behaviour=2.0, sequence=0.7, popularity=0.1, freshness=0.05)
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7, ease_lambda=1.0)
+    weights = FusionWeights(behaviour=2.0, ease=1.5, sequence=0.7, popularity=0.1, freshness=0.05)
     history = ["i4", "i2", "i1", "unknown"]  # oldest first; in training, i1 is followed by i2
     cands = ["i0", "i2", "i5", "i7", "brand-new"]
     rng = np.random.default_rng(1)
     content = rng.uniform(0.2, 0.8, len(cands)).astype(np.float32)
     cols = signals.columns(cands)
     features = signal_features(signals, [history], cols)
-    assert features["sequence"].any() and features["behaviour"].any()
+    assert features["sequence"].any() and features["behaviour"].any() and features["ease"].any()
     expected = fused_scores(content[None], features, weights)[0]
     served = fuse([{"item_id": c, "title": c, "score": float(s)} for c, s in zip(cands, content)],
                   [{"item_id": h, "title": h.upper()} for h in reversed(history)], signals, weights)

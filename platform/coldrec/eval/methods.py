@@ -139,16 +139,19 @@ class Methods:
         source = self.fused_source()
         encoder, vectors = self.encoder(source), self.item_vectors(source, items)
         item_ids = items["item_id"].tolist()
-        signals = BehaviourSignals.fit(train if tune_train is None else tune_train, item_ids)
+        # EASE's lambda: the one the EASE baseline chose on validation (its fit is cached).
+        self.build("ease", items, train, valid, tune_train)
+        lam = self.chosen["ease"]["chosen"]
+        signals = BehaviourSignals.fit(train if tune_train is None else tune_train, item_ids, ease_lambda=lam)
         if valid is None or valid.empty:
             weights, chosen = FusionWeights(), {"on": "no validation examples: content only"}
         else:
             weights, chosen = fit_fusion(signals, encoder, vectors, item_ids, valid, self.cfg.itemknn_decays,
                                          batch_size=self.cfg.batch_size, max_users=self.cfg.tune_max_users,
                                          seed=self.cfg.seed)
-        self.chosen["fused"] = {"chosen": weights.model_dump(), "content": source, **chosen}
+        self.chosen["fused"] = {"chosen": weights.model_dump(), "content": source, "ease_lambda": lam, **chosen}
         if tune_train is not None:
-            signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay)
+            signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay, ease_lambda=lam)
         cols = signals.columns(item_ids)
 
         def score(batch: pd.DataFrame) -> np.ndarray:

@@ -1,7 +1,8 @@
 """relevance = content + sum of w_f * feature_f, and how to learn the w.
 
-Features (:class:`coldrec.rank.signals.BehaviourSignals`): ``behaviour`` (item-kNN), ``sequence``
-(transitions from the newest item), ``popularity``, ``freshness``. ``content`` is the profile
+Features (:class:`coldrec.rank.signals.BehaviourSignals`): ``behaviour`` (item-kNN), ``ease``
+(EASE weights, when fitted), ``sequence`` (transitions from the newest item), ``popularity``,
+``freshness``. ``content`` is the profile
 model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
 are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
 whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from coldrec.rank.signals import BehaviourSignals
 
 WEIGHTS_FILE = "weights.json"
-PAIR_FEATURES = ("behaviour", "sequence")  # (queries, items): depend on the user's history
+PAIR_FEATURES = ("behaviour", "ease", "sequence")  # (queries, items): depend on the user's history
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class FusionWeights(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     behaviour: float = Field(0.0, ge=0)
+    ease: float = Field(0.0, ge=0)
     sequence: float = Field(0.0, ge=0)
     popularity: float = Field(0.0, ge=0)
     freshness: float = Field(0.0, ge=0)
@@ -43,6 +45,7 @@ class FusionGrid(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     behaviour: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
+    ease: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8])
     sequence: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
     freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4])
@@ -104,7 +107,8 @@ def learn_weights(content: np.ndarray, features: dict[str, np.ndarray], targets:
 
 def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray) -> dict:
     """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols``."""
-    return {"behaviour": signals.behaviour(histories, cols), "sequence": signals.sequence(histories, cols),
+    return {"behaviour": signals.behaviour(histories, cols), "ease": signals.ease(histories, cols),
+            "sequence": signals.sequence(histories, cols),
             "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
 
 

@@ -18,7 +18,7 @@ from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples
 from coldrec.index.item_index import ItemIndex, resolve_index_dir
 from coldrec.rank.fusion import fit_fusion, save_reranker
-from coldrec.rank.signals import BehaviourSignals
+from coldrec.rank.signals import EASE_MAX_ITEMS, BehaviourSignals
 
 RERANK_DIR = "rerank"
 log = logging.getLogger(__name__)
@@ -39,12 +39,18 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
     vectors = np.stack([index.vector(i) for i in item_ids]) if item_ids else np.zeros((0, index.dim), np.float32)
     pdir = cfg.data.processed_dir
     train, valid = load_examples(pdir, "train"), load_examples(pdir, "valid")
-    signals = BehaviourSignals.fit(train, item_ids)
+    lam = None
+    if len(item_ids) <= EASE_MAX_ITEMS:  # EASE's lambda as the EASE baseline chooses it, on validation
+        from coldrec.eval.baselines import EASE
+        from coldrec.eval.methods import choose
+
+        lam = choose(EASE(train, item_ids).scorer, cfg.eval.ease_lambdas, valid, item_ids, cfg.eval)[1]["chosen"]
+    signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)
     encoder = TextEncoder.load(index.meta["model_path"], model_config=cfg.model)
     weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid, cfg.eval.itemknn_decays,
                                  batch_size=cfg.eval.batch_size, max_users=cfg.eval.tune_max_users,
                                  seed=cfg.eval.seed)
-    report = {**report, "model_version": index.meta.get("model_version"), "train_examples": len(train)}
+    report = {**report, "ease_lambda": lam, "model_version": index.meta.get("model_version"), "train_examples": len(train)}
     out = save_reranker(index_dir / RERANK_DIR, signals, weights, report)
     log.info("reranker for %s: %s (%s)", index_dir, weights.model_dump(), report)
     return out

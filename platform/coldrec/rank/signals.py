@@ -1,6 +1,6 @@
 """Behavioural signals of the catalog, learned from training interactions only.
 
-Four per-item or per-(user, item) features, each scaled to [0, 1] by something that does not
+Up to five per-item or per-(user, item) features, each scaled to [0, 1] by something that does not
 depend on which candidates are being compared, so the same weights mean the same thing in a
 full-ranking evaluation and in the serving reranker's top-N:
 
@@ -10,6 +10,9 @@ full-ranking evaluation and in the serving reranker's top-N:
   is sparse and stays small for large catalogs. 0 for history items the signals never saw.
 - ``sequence(u, j)``: first-order transitions. P(j follows i) over training examples' (newest
   history item -> target) pairs, for i = the user's newest history item the signals know.
+- ``ease(u, j)``: EASE (Steck, 2019) item-item weights B, the mean over the user's recency-
+  weighted history rows of B; only when fitted with ``ease_lambda`` (a dense items^2 inverse,
+  so for catalogs up to ``EASE_MAX_ITEMS``). Its top_m largest positive weights per row are kept.
 - ``popularity(j)``: log(1 + training interactions) / log(1 + the largest count).
 - ``freshness(j)``: 2 ** (-age / half_life), age = ``reference_time`` - the item's first training
   interaction (without timestamps: 0 for every item with training interactions); an item the
@@ -30,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 SIGNALS_FILE = "signals.npz"
+EASE_MAX_ITEMS = 30_000  # a dense float64 items^2 inverse: 30k items is 7 GB
 FEATURES = ("content", "behaviour", "popularity", "freshness")
 
 
@@ -91,6 +95,7 @@ class BehaviourSignals:
     half_life: float = 90 * 86400.0  # seconds
     decay: float = 1.0  # history recency weight: newest 1, then decay, decay^2, ...
     transitions: sp.csr_matrix | None = None  # (items, items) P(next = j | newest = i), top_m per row
+    ease_weights: sp.csr_matrix | None = None  # (items, items) EASE B, top_m per row
 
     def __post_init__(self) -> None:
         self.position = {item_id: i for i, item_id in enumerate(self.item_ids)}
@@ -99,7 +104,8 @@ class BehaviourSignals:
     # ---- fitting ------------------------------------------------------------------------
     @classmethod
     def fit(cls, train: pd.DataFrame, item_ids: Sequence[str], interactions: pd.DataFrame | None = None,
-            top_m: int = 200, decay: float = 1.0, half_life_days: float = 90.0) -> "BehaviourSignals":
+            top_m: int = 200, decay: float = 1.0, half_life_days: float = 90.0,
+            ease_lambda: float | None = None) -> "BehaviourSignals":
         """``train``: examples (user_id, history, target); ``interactions`` (item_id, timestamp), when
         there are timestamps, gives each item's first appearance for freshness."""
         item_ids = [str(i) for i in item_ids]
@@ -118,8 +124,13 @@ class BehaviourSignals:
             earliest = timed.groupby("item_id")["timestamp"].min()
             first[[position[i] for i in earliest.index]] = earliest.to_numpy(dtype=float)
             reference = float(timed["timestamp"].max())
+        ease = None
+        if ease_lambda is not None and len(item_ids) <= EASE_MAX_ITEMS:
+            from coldrec.eval.baselines import EASE
+
+            ease = _top_m(sp.csr_matrix(np.maximum(EASE(train, item_ids).weights(ease_lambda), 0.0)), top_m)
         return cls(item_ids, _top_m(sim, top_m), diag, first, reference, half_life_days * 86400.0, decay,
-                   _top_m(_transitions(train, position), top_m))
+                   _top_m(_transitions(train, position), top_m), ease)
 
     # ---- features -----------------------------------------------------------------------
     def columns(self, item_ids: Sequence[str]) -> np.ndarray:
@@ -148,6 +159,14 @@ class BehaviourSignals:
         ``candidate_cols``: (candidates,) or (queries, candidates) signal rows (-1 = unknown: 0).
         """
         full = np.asarray((self.history_matrix(histories) @ self.similarity).todense(), dtype=np.float32)
+        return _take(full, candidate_cols)
+
+    def ease(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
+        """(queries, candidates) EASE score of the recency-weighted history (zeros when not fitted)."""
+        if self.ease_weights is None:
+            return np.zeros((len(histories), len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]),
+                            dtype=np.float32)
+        full = np.asarray((self.history_matrix(histories) @ self.ease_weights).todense(), dtype=np.float32)
         return _take(full, candidate_cols)
 
     def newest_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
@@ -198,6 +217,7 @@ class BehaviourSignals:
             sim_data=sim.data, sim_indices=sim.indices, sim_indptr=sim.indptr, counts=self.counts,
             first_seen=self.first_seen, reference_time=np.nan if self.reference_time is None else self.reference_time,
             half_life=self.half_life, decay=self.decay, **_csr_arrays("tr", self.transitions),
+            **_csr_arrays("ease", self.ease_weights),
         )
         return path / SIGNALS_FILE
 
@@ -209,8 +229,10 @@ class BehaviourSignals:
             ref = float(z["reference_time"])
             transitions = (sp.csr_matrix((z["tr_data"], z["tr_indices"], z["tr_indptr"]), shape=(n, n))
                            if "tr_data" in z else None)
+            ease = (sp.csr_matrix((z["ease_data"], z["ease_indices"], z["ease_indptr"]), shape=(n, n))
+                    if "ease_data" in z else None)
             return cls([str(i) for i in z["item_ids"]], sim, z["counts"], z["first_seen"],
-                       None if np.isnan(ref) else ref, float(z["half_life"]), float(z["decay"]), transitions)
+                       None if np.isnan(ref) else ref, float(z["half_life"]), float(z["decay"]), transitions, ease)
 
 
 def _csr_arrays(prefix: str, matrix: sp.csr_matrix | None) -> dict[str, np.ndarray]:

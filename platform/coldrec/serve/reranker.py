@@ -5,7 +5,7 @@
 {item_id, title, score, reason}. ``context`` = {"history": [{item_id, title, vector}] newest first,
 "words": [query words]} is what behaviour scores and reasons are made from.
 
-relevance = content + w_b * item-kNN behaviour + w_s * transitions from the newest item
+relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
 + w_p * popularity + w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals and weights that ``coldrec rerank`` learned on the
 validation split for this index version (``<index version>/rerank/``); without them, relevance is
 the content score. Then MMR trades relevance for diversity. Items added through the API since the
@@ -89,11 +89,15 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
     contrib = w[:, None] * signals.similarity[hist_cols[known]][:, safe].toarray()  # (known history, candidates)
     contrib[:, cols < 0] = 0.0
     behaviour = contrib.sum(axis=0) if len(known) else np.zeros(len(candidates), np.float32)
+    ease = np.zeros(len(candidates), np.float32)
+    if len(known) and signals.ease_weights is not None:
+        ease = w @ signals.ease_weights[hist_cols[known]][:, safe].toarray()
+        ease[cols < 0] = 0.0
     sequence = np.zeros(len(candidates), np.float32)
     if len(known) and signals.transitions is not None:
         sequence = signals.transitions[hist_cols[known[0]]][:, safe].toarray()[0]
         sequence[cols < 0] = 0.0
-    features = {"behaviour": behaviour[None], "sequence": sequence[None],
+    features = {"behaviour": behaviour[None], "ease": ease[None], "sequence": sequence[None],
                 "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     score = fused_scores(content[None], features, weights)[0]
@@ -118,7 +122,7 @@ class Reranker:
             self.signals, self.weights = load_reranker(reranker_dir)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config``: {diversity: 0..1 (MMR weight), weights: {behaviour, sequence, popularity, freshness}},
+        """``user_config``: {diversity: 0..1 (MMR weight), weights: {behaviour, ease, sequence, popularity, freshness}},
         tunable live; configured weights replace the learned ones."""
         diversity = float(config.get("diversity", self.diversity))
         if not 0.0 <= diversity <= 1.0:
