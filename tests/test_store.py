@@ -125,6 +125,16 @@ def test_compaction_keeps_each_items_latest_change(store):
     assert store.put_item({"item_id": "e"}, vector, "m1") == last + 1  # seqs are never reused
 
 
+def test_ingress_compacts_every_n_writes(store):
+    from coldrec.serve.ingress import compact_if_due
+
+    for n in range(4):
+        store.put_item({"item_id": "a", "title": f"A{n}"}, np.ones(2, dtype=np.float32), "m1")
+    assert compact_if_due(store, writes=3, every=2) is None and len(store.catalog_changes()) == 4
+    assert compact_if_due(store, writes=4, every=0) is None
+    assert compact_if_due(store, writes=4, every=2) == 3 and len(store.catalog_changes()) == 1
+
+
 def _writer(location: str, worker: int, n: int) -> None:
     s = open_store(location)
     for i in range(n):

@@ -11,7 +11,9 @@
     GET    /healthz, /readyz
 
 Catalog edits go to the store's change log; every Retriever replica applies the log before its next
-answer, so an acknowledged edit is visible to the very next request. Every bad request is a 4xx with
+answer, so an acknowledged edit is visible to the very next request. Every ``compact_every`` edits
+(per ingress replica) the ingress compacts that log to each item's latest change (safe while
+replicas read it: ``Store.compact_catalog``), so it grows with the catalog, not with the edits. Every bad request is a 4xx with
 a message: 422 for malformed bodies and values (FastAPI's validation, re-rendered below without
 echoing the input), 404 for unknown items or users, 409 for an item that exists already, 413 for
 text longer than max_text_chars; 503 when the store cannot be reached.
@@ -21,6 +23,7 @@ text longer than max_text_chars; 503 when the store cannot be reached.
 
 import asyncio
 import dataclasses
+import logging
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
@@ -41,6 +44,15 @@ api = FastAPI(title="coldrec", description="Cold-start recommendations from text
 install_error_handlers(api)
 install_metrics(api)
 ItemIdPath = Path(min_length=1, max_length=200)
+logger = logging.getLogger("ray.serve")
+
+
+def compact_if_due(store: Store, writes: int, every: int) -> int | None:
+    """Compact the catalog log when ``writes`` (this replica's count so far) is a multiple of
+    ``every`` (0 = never); returns how many changes were dropped, None when not due."""
+    if every <= 0 or writes % every:
+        return None
+    return store.compact_catalog()
 
 
 @serve.deployment
@@ -63,6 +75,7 @@ class Ingress:
         candidates: int = 100,
         store: str | None = None,
         max_history: int = 50,
+        compact_every: int = 1000,
     ):
         self.encoder = encoder
         self.retriever = retriever
@@ -78,6 +91,8 @@ class Ingress:
         self.max_history = max_history
         self.store: Store | None = open_store(store) if store else None
         self._scenes: set[str] = set()
+        self.compact_every = compact_every
+        self._writes = 0
 
     # ---- health ---------------------------------------------------------------------------
     @api.get("/healthz", response_model=Health)
@@ -161,6 +176,7 @@ class Ingress:
     async def delete_item(self, item_id: str = ItemIdPath) -> CatalogWrite:
         await self._require_item(item_id)
         seq = await self._call(lambda store: store.delete_item(item_id))
+        await self._wrote()
         return CatalogWrite(item_id=item_id, op="delete", seq=seq)
 
     async def _put_item(self, item_id: str, fields: ItemFields) -> CatalogWrite:
@@ -169,7 +185,18 @@ class Ingress:
         row["text"] = render_item_text(row, self.scene_prefix)
         vectors = await self.encoder.encode_items.remote([row["text"]])  # (1, dim)
         seq = await self._call(lambda store: store.put_item(row, vectors[0], self.model_version))
+        await self._wrote()
         return CatalogWrite(item_id=item_id, op="put", seq=seq)
+
+    async def _wrote(self) -> None:
+        self._writes += 1
+        try:
+            dropped = await self._call(lambda store: compact_if_due(store, self._writes, self.compact_every))
+        except Exception as err:  # the edit is stored already; a failed compaction is retried N writes later
+            logger.warning(f"catalog log compaction failed: {type(err).__name__}: {err}")
+            return
+        if dropped is not None:
+            logger.info(f"compacted the catalog log after {self._writes} writes: {dropped} changes dropped")
 
     async def _require_item(self, item_id: str) -> None:
         if not await self.retriever.lookup.remote([item_id]):
