@@ -16,6 +16,7 @@ version changes the encoder too, so it is a config update of the app's args (see
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,11 @@ def _category_filter(category: str | None):
     return lambda row: needle in f"{_text(row.get('categories'))} | {_text(row.get('genres'))}".lower()
 
 
+def _count_scenes(index: ItemIndex) -> Counter:
+    rows = index.rows()
+    return Counter(_text(scene) for scene in rows["scene"]) if "scene" in rows else Counter()
+
+
 @serve.deployment
 class Retriever:
     def __init__(self, index_dir: str, store: str | None = None, encoder: DeploymentHandle | None = None):
@@ -52,8 +58,14 @@ class Retriever:
         self.encoder = encoder
         self.seq = 0  # the last catalog change applied
         self._sync_lock = asyncio.Lock()
-        self._scenes = self._collect_scenes()
+        # Items per scene, kept up to date change by change: rebuilding it from index.rows() cost
+        # 36 ms per applied batch on the 4,385-item Scientific catalog, on the request path.
+        self._scene_counts = _count_scenes(self.index)
         self._report()
+
+    @property
+    def _scenes(self) -> list[str]:
+        return sorted(scene for scene, n in self._scene_counts.items() if n > 0 and scene)
 
     def _report(self) -> None:
         try:
@@ -63,9 +75,6 @@ class Retriever:
             seq.set(self.seq, tags=tags)
         except Exception:  # metrics never stop serving
             pass
-
-    def _collect_scenes(self) -> list[str]:
-        return sorted({_text(r.get("scene")) for r in self.index.rows().to_dict("records")} - {""})
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: {index_dir}: serve another index of the same model, brought up to date first."""
@@ -79,11 +88,11 @@ class Retriever:
                 f"index {wanted} was built with model {version!r} ({index.dim}-d) but this app serves "
                 f"{self.model_version!r} ({self.index.dim}-d): roll a new model out by updating the app's args"
             )
-        seq = await self._catch_up(index, 0)  # the whole log, as a restarted replica replays it
+        counts = _count_scenes(index)
+        seq = await self._catch_up(index, 0, counts)  # the whole log, as a restarted replica replays it
         async with self._sync_lock:
-            self.seq = await self._catch_up(index, seq)  # what arrived meanwhile
-            self.index, self.index_dir = index, resolve_index_dir(wanted)
-            self._scenes = self._collect_scenes()
+            self.seq = await self._catch_up(index, seq, counts)  # what arrived meanwhile
+            self.index, self.index_dir, self._scene_counts = index, resolve_index_dir(wanted), counts
             self._report()
 
     async def sync(self) -> ItemIndex:
@@ -95,14 +104,13 @@ class Retriever:
             return self.index
         async with self._sync_lock:  # one applier at a time; the others then find nothing new
             before = self.seq
-            self.seq = await self._catch_up(self.index, before)
+            self.seq = await self._catch_up(self.index, before, self._scene_counts)
             if self.seq != before:
-                self._scenes = self._collect_scenes()
                 self._report()
             return self.index
 
-    async def _catch_up(self, index: ItemIndex, since: int) -> int:
-        """Apply every change after ``since`` to ``index``; returns the last seq applied."""
+    async def _catch_up(self, index: ItemIndex, since: int, scene_counts: Counter) -> int:
+        """Apply every change after ``since`` to ``index`` (and to its ``scene_counts``); returns the last seq applied."""
         if self.store is None:
             return since
         changes = self.store.catalog_changes(since=since)
@@ -112,7 +120,10 @@ class Retriever:
         for change in changes:  # only each item's last change matters
             latest.pop(change.item_id, None)
             latest[change.item_id] = change
+        old_scenes = [_text(row.get("scene")) for row in map(index.get, latest) if row is not None]
         await self._apply(index, list(latest.values()))
+        scene_counts.subtract(old_scenes)
+        scene_counts.update(_text(c.row.get("scene")) for c in latest.values() if c.op == "put")
         return changes[-1].seq
 
     async def _apply(self, index: ItemIndex, changes: list[CatalogChange]) -> None:
