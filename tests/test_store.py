@@ -171,3 +171,15 @@ def test_state_survives_reopening(tmp_path):
 def test_redis_url_prefix_is_split_off():
     assert split_prefix("redis://h:1/2?prefix=x:&ssl_cert_reqs=none") == ("redis://h:1/2?ssl_cert_reqs=none", "x:")
     assert split_prefix("redis://h:1/2") == ("redis://h:1/2", "coldrec:")
+
+
+def test_compact_command(tmp_path, capsys):
+    from coldrec.cli import main
+
+    path = tmp_path / "state.sqlite"
+    store = open_store(str(path))
+    for n in range(3):
+        store.put_item({"item_id": "a", "text": f"v{n}"}, np.zeros(4, np.float32), "m")
+    assert main(["compact", "--store", str(path)]) == 0
+    assert "2 superseded" in capsys.readouterr().out
+    assert [c.row["text"] for c in open_store(str(path)).catalog_changes(since=0)] == ["v2"]

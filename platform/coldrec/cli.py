@@ -81,6 +81,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve_forever(_config(args), index_dir=args.index_dir, address=args.address)
 
 
+def cmd_compact(args: argparse.Namespace) -> None:
+    from coldrec.serve.app import resolve_store
+    from coldrec.store import open_store
+
+    dropped = open_store(resolve_store(args.store)).compact_catalog()
+    print(f"compacted {args.store}: {dropped} superseded catalog changes dropped")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from coldrec.demo import run_demo
 
@@ -119,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     _stage(sub, "evaluate", cmd_evaluate, "full-ranking evaluation against baselines", model=True)
     serve = _stage(sub, "serve", cmd_serve, "run the recommendation graph on Ray Serve until interrupted")
     serve.add_argument("--index-dir", default=None, help="index folder (default: the latest index of the dataset)")
+    compact = sub.add_parser("compact", help="drop superseded catalog changes from a serving store's change log")
+    compact.add_argument("--store", required=True, help="the app's store: a SQLite path or a redis:// URL")
+    compact.set_defaults(func=cmd_compact)
     demo = _stage(sub, "demo", cmd_demo, "fetch ml-100k, preprocess, fine-tune, index, serve, query and evaluate")
     demo.add_argument("--query", default="a funny animated movie for kids", help="the free-text request to send")
     return parser

@@ -12,7 +12,7 @@ belong in serve_configs/*.yaml.
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
@@ -53,6 +53,9 @@ class AppArgs(BaseModel):
         description="signals + fusion weights from `coldrec rerank`; default: the index version's rerank/ folder "
         "when it exists (else relevance = the content score); 'none' turns fusion off",
     )
+    search_device: Literal["cpu", "gpu", "auto"] = Field(
+        "cpu", description="where Retriever replicas search: 'auto' = a FAISS GPU copy when the replica has a GPU")
+    compact_every: int = Field(1000, ge=1, description="compact the catalog change log every N edits per ingress")
     # Retriever replicas for apps built in code (tests); Serve configs set num_replicas themselves.
     num_retriever_replicas: int | None = Field(None, ge=1)
 
@@ -107,7 +110,7 @@ def build_app(args: AppArgs) -> Application:
     retriever_options = dict(options)
     if args.num_retriever_replicas is not None:
         retriever_options["num_replicas"] = args.num_retriever_replicas
-    retriever = Retriever.options(**retriever_options).bind(str(index_dir), store, encoder)
+    retriever = Retriever.options(**retriever_options).bind(str(index_dir), store, encoder, args.search_device)
     reranker = Reranker.options(**options).bind(reranker_dir=_reranker_dir(args.reranker_dir, index_dir))
     return Ingress.options(**options).bind(
         encoder,
@@ -123,4 +126,5 @@ def build_app(args: AppArgs) -> Application:
         candidates=args.candidates,
         store=store,
         max_history=args.max_history,
+        compact_every=args.compact_every,
     )

@@ -50,8 +50,11 @@ def _count_scenes(index: ItemIndex) -> Counter:
 
 @serve.deployment
 class Retriever:
-    def __init__(self, index_dir: str, store: str | None = None, encoder: DeploymentHandle | None = None):
-        self.index = ItemIndex.load(index_dir)
+    def __init__(self, index_dir: str, store: str | None = None, encoder: DeploymentHandle | None = None,
+                 search_device: str = "cpu"):
+        # search_device: "cpu", "gpu" or "auto" (a FAISS GPU copy when a GPU is visible to this replica)
+        self.search_device = search_device
+        self.index = ItemIndex.load(index_dir, device=search_device)
         self.index_dir = resolve_index_dir(index_dir)
         self.model_version = self.index.meta.get("model_version")
         self.store = open_store(store) if store else None
@@ -81,7 +84,7 @@ class Retriever:
         wanted = config.get("index_dir")
         if not wanted or resolve_index_dir(wanted) == self.index_dir:
             return
-        index = await asyncio.to_thread(ItemIndex.load, wanted)
+        index = await asyncio.to_thread(ItemIndex.load, wanted, self.search_device)
         version = index.meta.get("model_version")
         if version != self.model_version or index.dim != self.index.dim:
             raise ValueError(
