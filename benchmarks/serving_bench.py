@@ -5,7 +5,8 @@ rising concurrency, free-text and item-id requests; (c) the same while a client 
     python benchmarks/serving_bench.py --duration 2 --concurrency 1,4 --backbone tiny --root /tmp/sb   # a quick check
 
 The graph is deployed from serve_configs/local.yaml exactly as written (replicas, CPUs, batch size);
-only the app args index_dir and store (a fresh SQLite file) and the HTTP port are replaced. The index
+only the app args index_dir and store (a fresh SQLite file) and the HTTP port are replaced; the
+reranker learned for the index (coldrec rerank) is served with it, as users deploy it. The index
 and processed data are built once under --work and reused (--rebuild redoes them). The load
 generator (coldrec.serve.loadgen: asyncio, raw keep-alive HTTP/1.1 sockets, closed loop) runs in
 its own process on the same machine, so it takes some of the CPU the server could use.
@@ -93,6 +94,11 @@ def prepare_index(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
         index_dir = build_index(cfg, model_path)
     else:
         print(f"reusing the index {index_dir}", flush=True)
+    if args.rebuild or not (index_dir / "rerank" / "weights.json").exists():
+        from coldrec.rank.job import fit_reranker
+
+        print("learning the reranker on the validation split (served as users deploy it)", flush=True)
+        fit_reranker(cfg, index_dir)
     return processed, index_dir
 
 
