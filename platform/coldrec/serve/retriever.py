@@ -27,6 +27,7 @@ from coldrec.index.item_index import ItemIndex, resolve_index_dir
 from coldrec.serve.metrics import catalog_gauges
 from coldrec.store import CatalogChange, open_store
 
+CANDIDATE_TEXT_CHARS = 300
 LOOKUP_FIELDS = ("title", "text", "scene", "categories", "brand", "genres")
 
 
@@ -154,9 +155,12 @@ class Retriever:
         return {
             "item_id": item_id,
             "title": _text(row.get("title")) or _text(row.get("text"))[:80],
-            "text": _text(row.get("text")),
+            # Kept small: 100 candidates with float32 vectors and whole texts came to ~190 KB per
+            # request, above Ray's inline limit (100 KB), so every answer went through the object
+            # store. float16 is plenty for MMR and reasons; reasons read only the text's start.
+            "text": _text(row.get("text"))[:CANDIDATE_TEXT_CHARS],
             "score": score,
-            "vector": index.vector(item_id),
+            "vector": index.vector(item_id).astype(np.float16),
         }
 
     async def search(
