@@ -158,16 +158,18 @@ class BehaviourSignals:
 
         ``candidate_cols``: (candidates,) or (queries, candidates) signal rows (-1 = unknown: 0).
         """
-        full = np.asarray((self.history_matrix(histories) @ self.similarity).todense(), dtype=np.float32)
-        return _take(full, candidate_cols)
+        return self._scores(self.history_matrix(histories), self.similarity, candidate_cols)
+
+    def _scores(self, queries: sp.csr_matrix, weights: sp.csr_matrix | None, candidate_cols) -> np.ndarray:
+        """(queries, candidates) of ``queries @ weights`` (zeros when the signal was not fitted)."""
+        if weights is None:
+            width = len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]
+            return np.zeros((queries.shape[0], width), dtype=np.float32)
+        return _take(np.asarray((queries @ weights).todense(), dtype=np.float32), candidate_cols)
 
     def ease(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
         """(queries, candidates) EASE score of the recency-weighted history (zeros when not fitted)."""
-        if self.ease_weights is None:
-            return np.zeros((len(histories), len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]),
-                            dtype=np.float32)
-        full = np.asarray((self.history_matrix(histories) @ self.ease_weights).todense(), dtype=np.float32)
-        return _take(full, candidate_cols)
+        return self._scores(self.history_matrix(histories), self.ease_weights, candidate_cols)
 
     def newest_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
         """(queries, items) one-hot of each history's newest item the signals know (a zero row if none)."""
@@ -181,11 +183,7 @@ class BehaviourSignals:
 
     def sequence(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
         """(queries, candidates) P(candidate follows the newest history item), as :meth:`behaviour`."""
-        if self.transitions is None:
-            return np.zeros((len(histories), len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]),
-                            dtype=np.float32)
-        full = np.asarray((self.newest_matrix(histories) @ self.transitions).todense(), dtype=np.float32)
-        return _take(full, candidate_cols)
+        return self._scores(self.newest_matrix(histories), self.transitions, candidate_cols)
 
     def popularity(self, cols: np.ndarray | None = None) -> np.ndarray:
         """(items,) or (len(cols),) log-scaled popularity in [0, 1]; 0 for unknown items."""
