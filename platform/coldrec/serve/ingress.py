@@ -13,8 +13,8 @@
 Catalog edits go to the store's change log; every Retriever replica applies the log before its next
 answer, so an acknowledged edit is visible to the very next request. Every ``compact_every`` edits
 (per ingress replica) the ingress compacts that log to each item's latest change (safe while
-replicas read it: ``Store.compact_catalog``), so it grows with the catalog, not with the edits. Every bad request is a 4xx with
-a message: 422 for malformed bodies and values (FastAPI's validation, re-rendered below without
+replicas read it: ``Store.compact_catalog``), so it grows with the catalog, not with the edits.
+Every bad request is a 4xx with a message: 422 for malformed bodies and values (FastAPI's validation, re-rendered below without
 echoing the input), 404 for unknown items or users, 409 for an item that exists already, 413 for
 text longer than max_text_chars; 503 when the store cannot be reached.
 """
