@@ -32,6 +32,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
+        # Serve kills an HTTP proxy that is not ready within 5 s, and starting one takes longer on
+        # 2 busy cores; the processes Ray starts inherit this environment.
+        os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
         # More logical CPUs than cores: Serve's controller, proxy and replicas, Ray Data
         # and Ray Train actors must all fit at once; they mostly wait on each other.
         ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
