@@ -37,17 +37,6 @@ EASE_MAX_ITEMS = 30_000  # a dense float64 items^2 inverse: 30k items is 7 GB
 FEATURES = ("content", "behaviour", "popularity", "freshness")
 
 
-def _take(full: np.ndarray, candidate_cols: np.ndarray | None) -> np.ndarray:
-    """Columns ``candidate_cols`` ((candidates,) or (queries, candidates); -1 = unknown: 0) of ``full``."""
-    if candidate_cols is None:
-        return full
-    cols = np.asarray(candidate_cols)
-    if cols.ndim == 1:
-        cols = np.broadcast_to(cols, (len(full), len(cols)))
-    out = np.take_along_axis(full, np.maximum(cols, 0), axis=1)
-    return np.where(cols >= 0, out, 0.0).astype(np.float32)
-
-
 def _cooccurrence(train: pd.DataFrame, position: dict[str, int]) -> sp.csr_matrix:
     from coldrec.eval.baselines import user_item_matrix
 
@@ -156,7 +145,7 @@ class BehaviourSignals:
     def behaviour(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
         """(queries, candidates) item-kNN score in [0, 1]; all items when ``candidate_cols`` is None.
 
-        ``candidate_cols``: (candidates,) or (queries, candidates) signal rows (-1 = unknown: 0).
+        ``candidate_cols``: (candidates,) signal rows (-1 = unknown: 0).
         """
         return self._scores(self.history_matrix(histories), self.similarity, candidate_cols)
 
@@ -165,7 +154,14 @@ class BehaviourSignals:
         if weights is None:
             width = len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]
             return np.zeros((queries.shape[0], width), dtype=np.float32)
-        return _take(np.asarray((queries @ weights).todense(), dtype=np.float32), candidate_cols)
+        product = (queries @ weights).tocsr()  # sparse: history x top_m neighbours
+        if candidate_cols is None:
+            return product.toarray().astype(np.float32)
+        cols = np.asarray(candidate_cols)
+        # Slicing the sparse product keeps a serving request's cost at its candidates, not the catalog.
+        out = product[:, np.maximum(cols, 0)].toarray().astype(np.float32)
+        out[:, cols < 0] = 0.0
+        return out
 
     def ease(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
         """(queries, candidates) EASE score of the recency-weighted history (zeros when not fitted)."""

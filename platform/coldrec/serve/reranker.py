@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from coldrec.rank.fusion import FusionWeights, fused_scores, load_reranker
+from coldrec.rank.fusion import FusionWeights, fused_scores, load_reranker, signal_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
 
@@ -75,39 +75,28 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
     ``behaviour_source`` = the history item that gave the candidate most of its item-kNN or
     transition score (None when those add nothing). ``history`` is newest first.
 
-    Computes exactly :func:`coldrec.rank.fusion.signal_features` for the candidates only: the
-    history items' similarity rows are sliced to the candidate columns, never the whole catalog.
+    The features are :func:`coldrec.rank.fusion.signal_features` itself, for the candidates only.
     """
     if not candidates:
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
-    hist_cols = signals.columns([h["item_id"] for h in history])  # newest first
-    known = np.flatnonzero(hist_cols >= 0)
-    safe = np.maximum(cols, 0)
-    w = signals.decay ** known.astype(np.float64)  # age = position among all history items
-    w = (w / w.sum()).astype(np.float32) if len(w) else w.astype(np.float32)
-    contrib = w[:, None] * signals.similarity[hist_cols[known]][:, safe].toarray()  # (known history, candidates)
-    contrib[:, cols < 0] = 0.0
-    behaviour = contrib.sum(axis=0) if len(known) else np.zeros(len(candidates), np.float32)
-    ease = np.zeros(len(candidates), np.float32)
-    if len(known) and signals.ease_weights is not None:
-        ease = w @ signals.ease_weights[hist_cols[known]][:, safe].toarray()
-        ease[cols < 0] = 0.0
-    sequence = np.zeros(len(candidates), np.float32)
-    if len(known) and signals.transitions is not None:
-        sequence = signals.transitions[hist_cols[known[0]]][:, safe].toarray()[0]
-        sequence[cols < 0] = 0.0
-    features = {"behaviour": behaviour[None], "ease": ease[None], "sequence": sequence[None],
-                "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
+    oldest_first = [h["item_id"] for h in reversed(history)]
+    features = signal_features(signals, [oldest_first], cols)
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     score = fused_scores(content[None], features, weights)[0]
+    behaviour, sequence = features["behaviour"][0], features["sequence"][0]
+    # Who gave a candidate its item-kNN score: each known history item's weight x its similarity.
+    weighted = signals.history_matrix([oldest_first])  # (1, items): the known history items' weights
+    contrib = weighted.data[:, None] * signals.similarity[weighted.indices][:, np.maximum(cols, 0)].toarray()
+    by_id = {h["item_id"]: h for h in history}
+    newest = next((h for h in history if h["item_id"] in signals.position), None)  # the transitions' source
     out = []
     for i, c in enumerate(candidates):
         source = None
         if weights.sequence * sequence[i] > weights.behaviour * behaviour[i] and sequence[i] > 0:
-            source = history[known[0]]
+            source = newest
         elif weights.behaviour > 0 and behaviour[i] > 0:
-            source = history[known[int(np.argmax(contrib[:, i]))]]
+            source = by_id[signals.item_ids[weighted.indices[int(np.argmax(contrib[:, i]))]]]
         out.append({**c, "content_score": float(content[i]), "score": float(score[i]), "behaviour_source": source})
     return out
 
