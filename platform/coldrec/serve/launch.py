@@ -6,9 +6,11 @@ config's dataset (``<index.output_dir>/<scene>``, resolved through its LATEST fi
 (replicas, CPUs, batch sizes), with chosen app args and port, applied to the running cluster.
 
 Rolling out a new model or index version is a config update: ``deploy_config`` again with the new
-``index_dir`` (and ``model_path``) under the same app name. Serve starts replicas of the new version
-beside the old ones and retires the old ones once the new ones are up, finishing their requests
-first, so no request is dropped (tests/test_serve_rollout.py). For a moment both versions answer.
+``index_dir`` (and ``model_path``) under the same app name. Serve replaces replicas a few at a time:
+it stops an old replica, which first finishes its in-flight requests (for up to the deployment's
+``graceful_shutdown_timeout_s``, 120 s in serve_configs/), then starts its successor; requests that
+arrive meanwhile wait in the queue, so none is dropped (tests/test_serve_rollout.py). For a moment
+both versions answer.
 """
 
 from __future__ import annotations
