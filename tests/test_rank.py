@@ -62,6 +62,13 @@ def test_sequence_is_the_transition_probability_from_the_newest_item():
     assert np.allclose(seq[0], [2 / 3, 1 / 3, 0]) and not seq[1].any() and not seq[2].any()
 
 
+def test_unseen_marks_the_items_outside_the_history():
+    signals = BehaviourSignals.fit(examples(), ITEMS)
+    unseen = signals.unseen([["i0", "i5"], [], ["brand-new"]], signals.columns(["i0", "i1", "i5", "brand-new"]))
+    assert unseen.tolist() == [[0, 1, 0, 1], [1, 1, 1, 1], [1, 1, 1, 1]]
+    assert signals.unseen([["i2"]]).shape == (1, len(ITEMS)) and signals.unseen([["i2"]])[0, 2] == 0
+
+
 def test_ease_feature_ranks_like_the_ease_baseline():
     from coldrec.eval.baselines import EASE
 

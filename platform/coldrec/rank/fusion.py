@@ -1,8 +1,8 @@
 """relevance = content + sum of w_f * feature_f, and how to learn the w.
 
 Features (:class:`coldrec.rank.signals.BehaviourSignals`): ``behaviour`` (item-kNN), ``ease``
-(EASE weights, when fitted), ``sequence`` (transitions from the newest item), ``popularity``,
-``freshness``. ``content`` is the profile
+(EASE weights, when fitted), ``sequence`` (transitions from the newest item), ``unseen`` (not
+in the user's history: how rarely people re-buy), ``popularity``, ``freshness``. ``content`` is the profile
 model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
 are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
 whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from coldrec.rank.signals import BehaviourSignals
 
 WEIGHTS_FILE = "weights.json"
-PAIR_FEATURES = ("behaviour", "ease", "sequence")  # (queries, items): depend on the user's history
+PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen")  # (queries, items): depend on the user's history
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class FusionWeights(BaseModel):
     behaviour: float = Field(0.0, ge=0)
     ease: float = Field(0.0, ge=0)
     sequence: float = Field(0.0, ge=0)
+    unseen: float = Field(0.0, ge=0)
     popularity: float = Field(0.0, ge=0)
     freshness: float = Field(0.0, ge=0)
 
@@ -45,10 +46,11 @@ class FusionGrid(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     behaviour: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
-    ease: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8])
+    ease: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2])
     sequence: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    unseen: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
-    freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4])
+    freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the weights")
 
 
@@ -108,7 +110,7 @@ def learn_weights(content: np.ndarray, features: dict[str, np.ndarray], targets:
 def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray) -> dict:
     """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols``."""
     return {"behaviour": signals.behaviour(histories, cols), "ease": signals.ease(histories, cols),
-            "sequence": signals.sequence(histories, cols),
+            "sequence": signals.sequence(histories, cols), "unseen": signals.unseen(histories, cols),
             "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
 
 

@@ -13,6 +13,8 @@ full-ranking evaluation and in the serving reranker's top-N:
 - ``ease(u, j)``: EASE (Steck, 2019) item-item weights B, the mean over the user's recency-
   weighted history rows of B; only when fitted with ``ease_lambda`` (a dense items^2 inverse,
   so for catalogs up to ``EASE_MAX_ITEMS``). Its top_m largest positive weights per row are kept.
+- ``unseen(u, j)``: 1 when item j is not in the user's history: a learned weight on it says how
+  rarely people buy the same thing again (the full-ranking protocol keeps history items in).
 - ``popularity(j)``: log(1 + training interactions) / log(1 + the largest count).
 - ``freshness(j)``: 2 ** (-age / half_life), age = ``reference_time`` - the item's first training
   interaction (without timestamps: 0 for every item with training interactions); an item the
@@ -166,6 +168,13 @@ class BehaviourSignals:
     def ease(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
         """(queries, candidates) EASE score of the recency-weighted history (zeros when not fitted)."""
         return self._scores(self.history_matrix(histories), self.ease_weights, candidate_cols)
+
+    def unseen(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
+        """(queries, candidates) 1 for an item not in the user's history, 0 for one in it (items
+        the signals do not know count as unseen). Its weight is how strongly people move on."""
+        seen = self.history_matrix(histories)
+        seen.data[:] = 1.0
+        return 1.0 - self._scores(seen, sp.identity(len(self.item_ids), np.float32, format="csr"), candidate_cols)
 
     def newest_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
         """(queries, items) one-hot of each history's newest item the signals know (a zero row if none)."""
