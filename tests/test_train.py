@@ -23,7 +23,7 @@ from coldrec.config import PipelineConfig
 from coldrec.data.schema import EXAMPLE_SCHEMA, ITEM_SCHEMA
 from coldrec.model.backbone import load_backbone
 from coldrec.model.towers import TwoTowerModel
-from coldrec.train.batching import TokenizingCollate, stable_item_key
+from coldrec.train.batching import TokenizingCollate, item_keys, stable_item_key
 from coldrec.train.loop import linear_warmup_decay, steps_per_epoch
 from coldrec.train.validation import recall_at_k, sample_examples
 
@@ -35,9 +35,9 @@ def _item_text(i: int) -> str:
     return f"{COLORS[i % 4]} {THINGS[i // 4 % 10]} model {i}"
 
 
-def write_processed(root: Path, n_items: int = 40, n_train: int = 48, n_valid: int = 20) -> Path:
+def write_processed(root: Path, n_items: int = 40, n_train: int = 48, n_valid: int = 20, scene: str = "toy") -> Path:
     """A processed folder per coldrec.data.schema: a user likes one colour; the target shares it."""
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "scene": "toy"})
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "scene": scene})
     for field in ("title", "categories", "brand", "description", "genres", "year"):
         items[field] = None
     items["title"] = [_item_text(i) for i in range(n_items)]
@@ -54,7 +54,7 @@ def write_processed(root: Path, n_items: int = 40, n_train: int = 48, n_valid: i
             history = [f"i{i}" for i in rng.choice(same, size=3, replace=False)]
             target = int(rng.choice(same))
             rows.append({
-                "user_id": f"u{u}", "scene": "toy", "history": history, "target": f"i{target}", "split": split,
+                "user_id": f"u{u}", "scene": scene, "history": history, "target": f"i{target}", "split": split,
                 "profile_text": " | ".join(_item_text(int(h[1:])) for h in reversed(history)),
                 "target_text": _item_text(target),
             })
@@ -97,6 +97,12 @@ def test_collate_tokenizes_each_side_within_budget_and_hashes_targets(tiny_backb
     assert keys.dtype == torch.int64 and keys[0] == keys[2] and keys[0] != keys[1]
     with pytest.raises(KeyError, match="target"):
         collate({"profile_text": batch["profile_text"], "target_text": batch["target_text"]})
+
+
+def test_item_keys_keep_equal_ids_of_different_scenes_apart():
+    keys = item_keys(["5", "5", "5"], ["office", "movies", "office"])
+    assert keys[0] == keys[2] and keys[0] != keys[1]
+    assert item_keys(["5"])[0] != keys[0]
 
 
 def test_item_key_is_stable_across_processes():
@@ -241,6 +247,18 @@ def test_two_worker_run_checkpoints_validates_and_exports(ray_session, tiny_back
     assert vecs.shape == (2, 32) and np.isfinite(vecs).all()
     assert (result.latest_checkpoint / "train_state.pt").is_file()
     assert load_settings(result.latest_checkpoint).metrics["epoch"] == 2
+
+
+def test_extra_datasets_are_mixed_into_training(ray_session, tiny_backbone, tmp_path):
+    from coldrec.train.trainer import train
+
+    extra = write_processed(tmp_path / "data" / "toy2", scene="toy2")
+    cfg = tiny_config(tmp_path, tiny_backbone, max_steps_per_epoch=None, extra_datasets=[str(extra)])
+    result = train(cfg)
+    # 48 + 48 training rows at batch 8 on one worker: 12 steps, where toy alone gives 6.
+    assert [m["step"] for m in result.history] == [12]
+    with pytest.raises(FileNotFoundError, match="preprocess"):
+        train(tiny_config(tmp_path, tiny_backbone, extra_datasets=[str(tmp_path / "missing")]))
 
 
 def test_rerun_with_same_name_resumes_from_latest_checkpoint(ray_session, tiny_backbone, tmp_path):

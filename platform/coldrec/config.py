@@ -81,6 +81,9 @@ class TrainConfig(_Strict):
     mixed_precision: Literal["no", "bf16"] = "no"
     val_max_users: int | None = 1000  # validation Recall@10 on a fixed sample of validation users
     val_k: int = 10
+    # Processed folders of other scenes (``coldrec preprocess`` output) whose training examples are
+    # mixed in, for one model over several scenes; validation stays on this config's dataset.
+    extra_datasets: list[str] = Field(default_factory=list)
     storage_path: str = "artifacts/runs"
     run_name: str = "coldrec"
     resume: bool = True  # continue from the latest checkpoint of an existing run with the same name

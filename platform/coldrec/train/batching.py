@@ -29,8 +29,11 @@ def stable_item_key(item_id: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-def item_keys(item_ids: Iterable[str]) -> torch.Tensor:
-    """(batch,) int64 keys for a batch of item ids."""
+def item_keys(item_ids: Iterable[str], scenes: Iterable[str] | None = None) -> torch.Tensor:
+    """(batch,) int64 keys for a batch of item ids; ``scenes`` (one per id, when several scenes
+    train together) keeps equal ids of different catalogs apart."""
+    if scenes is not None:
+        item_ids = [f"{scene}\x1f{item_id}" for scene, item_id in zip(scenes, item_ids)]
     return torch.tensor([stable_item_key(i) for i in item_ids], dtype=torch.int64)
 
 
@@ -49,7 +52,7 @@ class TokenizingCollate(NumpyBatchCollateFn):
     Output keys (all tensors, shapes ``(batch, tokens)`` or ``(batch,)``):
     ``user_input_ids``, ``user_attention_mask`` (at most ``max_user_tokens``),
     ``item_input_ids``, ``item_attention_mask`` (at most ``max_item_tokens``) and
-    ``item_keys`` (int64 hashes of ``target``).
+    ``item_keys`` (int64 hashes of ``target``, and of ``scene`` when the batch has it).
     """
 
     def __init__(self, tokenizer, max_user_tokens: int, max_item_tokens: int):
@@ -74,5 +77,5 @@ class TokenizingCollate(NumpyBatchCollateFn):
             "user_attention_mask": user["attention_mask"],
             "item_input_ids": item["input_ids"],
             "item_attention_mask": item["attention_mask"],
-            "item_keys": item_keys(batch["target"]),
+            "item_keys": item_keys(batch["target"], batch.get("scene")),
         }

@@ -77,10 +77,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _count_rows(folder: Path) -> int:
+def train_folders(cfg: PipelineConfig) -> list[Path]:
+    """``examples/train`` of this config's dataset, then of each of ``train.extra_datasets``."""
+    return [Path(d) / "examples" / "train" for d in [cfg.data.processed_dir, *cfg.train.extra_datasets]]
+
+
+def _count_rows(folders: list[Path]) -> int:
     import pyarrow.dataset as pads
 
-    return pads.dataset(str(folder), format="parquet").count_rows()
+    return sum(pads.dataset(str(folder), format="parquet").count_rows() for folder in folders)
 
 
 def _mean_across_workers(value: float, device: torch.device) -> float:
@@ -147,7 +152,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     )
     unwrapped: TwoTowerModel = getattr(model, "module", model)
     loss_fn = InfoNCELoss(cfg.model.temperature, gather=tc.gather_negatives)
-    steps = steps_per_epoch(_count_rows(processed / "examples" / "train"), world, tc.batch_size, tc.max_steps_per_epoch)
+    steps = steps_per_epoch(_count_rows(train_folders(cfg)), world, tc.batch_size, tc.max_steps_per_epoch)
     optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
     scheduler = linear_warmup_decay(optimizer, steps * tc.epochs, tc.warmup_ratio)
     if resume_from is not None:

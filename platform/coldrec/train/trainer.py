@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from coldrec.config import PipelineConfig, TrainConfig
 from coldrec.train.batching import TRAIN_COLUMNS
-from coldrec.train.loop import TRAIN_STATE_FILE, recall_metric, train_loop_per_worker
+from coldrec.train.loop import TRAIN_STATE_FILE, recall_metric, train_folders, train_loop_per_worker
 
 BEST_MODEL_DIRNAME = "best_model"
 
@@ -50,15 +50,21 @@ def _with_absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
     data = cfg.data.model_copy(update={"output_dir": str(Path(cfg.data.output_dir).expanduser().resolve())})
     backbone = Path(cfg.model.backbone).expanduser()
     model = cfg.model.model_copy(update={"backbone": str(backbone.resolve())}) if backbone.exists() else cfg.model
-    train = cfg.train.model_copy(update={"storage_path": str(Path(cfg.train.storage_path).expanduser().resolve())})
+    train = cfg.train.model_copy(update={
+        "storage_path": str(Path(cfg.train.storage_path).expanduser().resolve()),
+        "extra_datasets": [str(Path(d).expanduser().resolve()) for d in cfg.train.extra_datasets],
+    })
     return cfg.model_copy(update={"data": data, "model": model, "train": train})
 
 
-def check_inputs(processed: Path) -> None:
-    """Fail on the driver, with the folder's name, before any worker starts."""
+def check_inputs(processed: Path, train_only: bool = False) -> None:
+    """Fail on the driver, with the folder's name, before any worker starts; ``train_only`` for
+    an extra dataset, which gives training examples only."""
     import pyarrow.dataset as pads
 
     needs = {"examples/train": TRAIN_COLUMNS, "examples/valid": ["profile_text", "target"], "items": ["item_id", "text"]}
+    if train_only:
+        needs = {"examples/train": [*TRAIN_COLUMNS, "scene"]}
     for sub, columns in needs.items():
         folder = processed / sub
         if not folder.is_dir() or not any(folder.glob("*.parquet")):
@@ -90,7 +96,8 @@ def _export_best(checkpoint_dir: Path, target: Path) -> Path:
 
 
 def train(cfg: PipelineConfig) -> TrainResult:
-    """Fine-tune on ``<processed_dir>/examples/train``; return where the best model landed and the metrics."""
+    """Fine-tune on ``<processed_dir>/examples/train`` (and ``train.extra_datasets``'); return where
+    the best model landed and the metrics."""
     import ray.data
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -98,7 +105,13 @@ def train(cfg: PipelineConfig) -> TrainResult:
     cfg = _with_absolute_paths(cfg)
     tc, processed = cfg.train, cfg.data.processed_dir
     check_inputs(processed)
+    for extra in tc.extra_datasets:
+        check_inputs(Path(extra), train_only=True)
     set_aside_previous_run(tc)
+    train_data = ray.data.read_parquet([str(f) for f in train_folders(cfg)],
+                                       columns=TRAIN_COLUMNS + (["scene"] if tc.extra_datasets else []))
+    if tc.extra_datasets:  # one stream of all scenes, not one scene after another
+        train_data = train_data.random_shuffle(seed=tc.seed)
 
     metric = recall_metric(tc.val_k)
     trainer = TorchTrainer(
@@ -115,7 +128,7 @@ def train(cfg: PipelineConfig) -> TrainResult:
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order="max"
             ),
         ),
-        datasets={"train": ray.data.read_parquet(str(processed / "examples" / "train"), columns=TRAIN_COLUMNS)},
+        datasets={"train": train_data},
     )
     print(f"[train] run {tc.run_name!r}: {tc.epochs} epoch(s), {tc.num_workers} worker(s), storage {tc.storage_path}")
     result = trainer.fit()
