@@ -111,6 +111,21 @@ def test_learned_weights_use_behaviour_when_it_predicts_the_target():
     assert report["ndcg@10"] > report["content_only_ndcg@10"]
 
 
+def test_refinement_goes_between_and_past_the_grid_points():
+    from coldrec.rank.fusion import FusionGrid
+
+    queries, items = 40, 10
+    targets = np.zeros(queries, dtype=int)
+    content = np.zeros((queries, items), np.float32)
+    content[:, 1] = np.where(np.arange(queries) < 20, 0.9, 1.8)  # a distractor the behaviour must outweigh
+    behaviour = np.zeros((queries, items), np.float32)
+    behaviour[:, 0] = 1.0
+    grid = {"behaviour": [0.0, 1.0]}
+    coarse, _ = learn_weights(content, {"behaviour": behaviour}, targets, FusionGrid(**grid, refine_rounds=0))
+    fine, report = learn_weights(content, {"behaviour": behaviour}, targets, FusionGrid(**grid))
+    assert coarse.behaviour == 1.0 and fine.behaviour == 2.0 and report["ndcg@10"] == 1.0
+
+
 def test_serving_fusion_equals_the_evaluated_fusion():
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7, ease_lambda=1.0)
     weights = FusionWeights(behaviour=2.0, ease=1.5, sequence=0.7, popularity=0.1, freshness=0.05)

@@ -52,6 +52,8 @@ class FusionGrid(BaseModel):
     popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
     freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the weights")
+    refine_factors: list[float] = Field(default_factory=lambda: [0.5, 0.71, 1.41, 2.0])
+    refine_rounds: int = Field(4, ge=0, description="sweeps multiplying each non-zero weight by refine_factors")
 
 
 def fused_scores(content: np.ndarray, features: dict[str, np.ndarray], weights: FusionWeights) -> np.ndarray:
@@ -77,8 +79,10 @@ def learn_weights(content: np.ndarray, features: dict[str, np.ndarray], targets:
 
     content: (queries, items); features as in :func:`fused_scores`. Starting from content alone,
     each sweep sets every weight in turn to its best grid value given the others, until a sweep
-    changes nothing. A constant feature shifts every score alike, so its weight stays 0. Returns
-    (weights, report): validation NDCG of the chosen weights and of content alone.
+    changes nothing; then sweeps that scale each non-zero weight by ``refine_factors`` refine it
+    between grid points (and past the end of a grid) the same way. A constant feature shifts every
+    score alike, so its weight stays 0. Returns (weights, report): validation NDCG of the chosen
+    weights and of content alone.
     """
     grid = grid or FusionGrid()
     names = [n for n in FusionWeights.model_fields if n in features and np.ptp(features[n]) > 0]
@@ -93,13 +97,23 @@ def learn_weights(content: np.ndarray, features: dict[str, np.ndarray], targets:
 
     best = FusionWeights()
     best_value = value(best)
-    for _ in range(grid.rounds):
-        before = best
+
+    def sweep(candidates) -> None:
+        nonlocal best, best_value
         for name in names:
-            for v in getattr(grid, name):
+            for v in candidates(name, getattr(best, name)):
                 trial = best.model_copy(update={name: v})
                 if value(trial) > best_value:  # strictly better: ties keep the smaller, earlier weights
                     best, best_value = trial, value(trial)
+
+    for _ in range(grid.rounds):
+        before = best
+        sweep(lambda name, _: getattr(grid, name))
+        if best == before:
+            break
+    for _ in range(grid.refine_rounds):  # between grid points, and past a grid's last value
+        before = best
+        sweep(lambda _, w: [round(w * f, 6) for f in grid.refine_factors] if w else [])
         if best == before:
             break
     report = {"on": "validation ndcg@10", "queries": int(len(targets)), "ndcg@10": round(best_value, 6),
