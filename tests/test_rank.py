@@ -127,22 +127,35 @@ def test_refinement_goes_between_and_past_the_grid_points():
 
 
 def test_serving_fusion_equals_the_evaluated_fusion():
+    from coldrec.rank.fusion import newest_vectors
+
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7, ease_lambda=1.0)
-    weights = FusionWeights(behaviour=2.0, ease=1.5, sequence=0.7, popularity=0.1, freshness=0.05)
+    weights = FusionWeights(behaviour=2.0, ease=1.5, sequence=0.7, unseen=0.3, newest=0.4, popularity=0.1,
+                            freshness=0.05)
     history = ["i4", "i2", "i1", "unknown"]  # oldest first; in training, i1 is followed by i2
     cands = ["i0", "i2", "i5", "i7", "brand-new"]
     rng = np.random.default_rng(1)
     content = rng.uniform(0.2, 0.8, len(cands)).astype(np.float32)
+    catalog = ITEMS + ["unknown", "brand-new"]
+    vectors = rng.normal(size=(len(catalog), 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    position = {item_id: i for i, item_id in enumerate(catalog)}
     cols = signals.columns(cands)
-    features = signal_features(signals, [history], cols)
+    newest = newest_vectors([history], vectors, position) @ vectors[[position[c] for c in cands]].T
+    features = {**signal_features(signals, [history], cols), "newest": newest}
     assert features["sequence"].any() and features["behaviour"].any() and features["ease"].any()
+    assert features["unseen"][0].tolist() == [1, 0, 1, 1, 1]
     expected = fused_scores(content[None], features, weights)[0]
-    served = fuse([{"item_id": c, "title": c, "score": float(s)} for c, s in zip(cands, content)],
-                  [{"item_id": h, "title": h.upper()} for h in reversed(history)], signals, weights)
+    served = fuse([{"item_id": c, "title": c, "score": float(s), "vector": vectors[position[c]]}
+                   for c, s in zip(cands, content)],
+                  [{"item_id": h, "title": h.upper(), "vector": vectors[position[h]]} for h in reversed(history)],
+                  signals, weights)
     assert np.allclose([c["score"] for c in served], expected, atol=1e-6)
     by_id = {c["item_id"]: c for c in served}
     assert by_id["i0"]["behaviour_source"]["item_id"] in ("i1", "i2")  # i0's neighbours are in its own group
-    assert by_id["brand-new"]["score"] == pytest.approx(content[-1] + 0.05)  # new: only freshness adds
+    new_vector_term = 0.4 * float(vectors[position["brand-new"]] @ vectors[position["unknown"]])
+    # new: only unseen, freshness and its cosine with the newest history item add
+    assert by_id["brand-new"]["score"] == pytest.approx(content[-1] + 0.3 + 0.05 + new_vector_term, abs=1e-6)
     assert by_id["brand-new"]["behaviour_source"] is None
 
 

@@ -133,7 +133,7 @@ class Methods:
                tune_train: pd.DataFrame | None) -> Scorer:
         """Content + behaviour; weights learned on ``valid`` with signals fit on ``tune_train``
         (or ``train``), then the signals refit on ``train`` for scoring."""
-        from coldrec.rank.fusion import FusionWeights, fit_fusion, fused_scores, signal_features
+        from coldrec.rank.fusion import FusionWeights, fit_fusion, fused_scores, newest_vectors, signal_features
         from coldrec.rank.signals import BehaviourSignals
 
         source = self.fused_source()
@@ -153,10 +153,13 @@ class Methods:
         if tune_train is not None:
             signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay, ease_lambda=lam)
         cols = signals.columns(item_ids)
+        position = {item_id: i for i, item_id in enumerate(item_ids)}
 
         def score(batch: pd.DataFrame) -> np.ndarray:
             content = encoder.encode_users(batch["profile_text"].tolist(), batch_size=self.cfg.batch_size) @ vectors.T
-            return fused_scores(content, signal_features(signals, batch["history"].tolist(), cols), weights)
+            histories = batch["history"].tolist()
+            newest = newest_vectors(histories, vectors, position) @ vectors.T
+            return fused_scores(content, {**signal_features(signals, histories, cols), "newest": newest}, weights)
 
         return score
 

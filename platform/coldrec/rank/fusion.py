@@ -2,7 +2,9 @@
 
 Features (:class:`coldrec.rank.signals.BehaviourSignals`): ``behaviour`` (item-kNN), ``ease``
 (EASE weights, when fitted), ``sequence`` (transitions from the newest item), ``unseen`` (not
-in the user's history: how rarely people re-buy), ``popularity``, ``freshness``. ``content`` is the profile
+in the user's history: how rarely people re-buy), ``newest`` (the item vectors' cosine with the
+user's newest history item: recency, which the profile text mixes with older items),
+``popularity``, ``freshness``. ``content`` is the profile
 model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
 are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
 whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from coldrec.rank.signals import BehaviourSignals
 
 WEIGHTS_FILE = "weights.json"
-PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen")  # (queries, items): depend on the user's history
+PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen", "newest")  # (queries, items): depend on the user's history
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class FusionWeights(BaseModel):
     ease: float = Field(0.0, ge=0)
     sequence: float = Field(0.0, ge=0)
     unseen: float = Field(0.0, ge=0)
+    newest: float = Field(0.0, ge=0)
     popularity: float = Field(0.0, ge=0)
     freshness: float = Field(0.0, ge=0)
 
@@ -49,6 +52,7 @@ class FusionGrid(BaseModel):
     ease: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2])
     sequence: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     unseen: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    newest: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
     freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the weights")
@@ -128,6 +132,17 @@ def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]
             "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
 
 
+def newest_vectors(histories: Sequence[Sequence[str]], item_vectors: np.ndarray,
+                   position: dict[str, int]) -> np.ndarray:
+    """(queries, dim) the vector of each history's newest catalog item (a zero row if it has none)."""
+    out = np.zeros((len(histories), item_vectors.shape[1]), dtype=np.float32)
+    for r, hist in enumerate(histories):
+        col = next((position[str(i)] for i in reversed(list(hist)) if str(i) in position), None)
+        if col is not None:
+            out[r] = item_vectors[col]
+    return out
+
+
 def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, item_ids: Sequence[str],
                valid: pd.DataFrame, decays: Sequence[float] = (1.0,), grid: FusionGrid | None = None,
                batch_size: int = 64, max_users: int | None = 2000, seed: int = 0) -> tuple[FusionWeights, dict]:
@@ -146,10 +161,12 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     cols = signals.columns(item_ids)
     targets = valid["target"].map(position).to_numpy()
     histories = valid["history"].tolist()
+    newest = newest_vectors(histories, item_vectors, position) @ item_vectors.T  # (queries, items)
     best: tuple[float, float, FusionWeights, dict] | None = None
     for decay in decays:
         signals.decay = decay
-        weights, report = learn_weights(content, signal_features(signals, histories, cols), targets, grid, seed)
+        features = {**signal_features(signals, histories, cols), "newest": newest}
+        weights, report = learn_weights(content, features, targets, grid, seed)
         if best is None or report["ndcg@10"] > best[0]:
             best = (report["ndcg@10"], decay, weights, report)
     _, decay, weights, report = best

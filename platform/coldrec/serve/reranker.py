@@ -69,19 +69,33 @@ def explain(candidate: dict[str, Any], history: list[dict[str, Any]], words: lis
     return "close to your description" if words else "close to your profile"
 
 
+def newest_content(candidates: list[dict[str, Any]], history: list[dict[str, Any]]) -> np.ndarray:
+    """(1, candidates) cosine of each candidate's vector with the newest history item's (0 without one)."""
+    out = np.zeros((1, len(candidates)), dtype=np.float32)
+    newest = history[0].get("vector") if history else None
+    if newest is None:
+        return out
+    newest = np.asarray(newest, dtype=np.float32)
+    for i, c in enumerate(candidates):
+        if c.get("vector") is not None:
+            out[0, i] = float(np.dot(np.asarray(c["vector"], dtype=np.float32), newest))
+    return out
+
+
 def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
          weights: FusionWeights) -> list[dict[str, Any]]:
     """Candidates with ``score`` = fused relevance, ``content_score`` = the retrieval score, and
     ``behaviour_source`` = the history item that gave the candidate most of its item-kNN or
     transition score (None when those add nothing). ``history`` is newest first.
 
-    The features are :func:`coldrec.rank.fusion.signal_features` itself, for the candidates only.
+    The features are :func:`coldrec.rank.fusion.signal_features` itself, for the candidates only,
+    and the candidates' cosine with the newest history item (``history[0]["vector"]``).
     """
     if not candidates:
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
     oldest_first = [h["item_id"] for h in reversed(history)]
-    features = signal_features(signals, [oldest_first], cols)
+    features = {**signal_features(signals, [oldest_first], cols), "newest": newest_content(candidates, history)}
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     score = fused_scores(content[None], features, weights)[0]
     behaviour, sequence = features["behaviour"][0], features["sequence"][0]
@@ -111,7 +125,7 @@ class Reranker:
             self.signals, self.weights = load_reranker(reranker_dir)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config``: {diversity: 0..1 (MMR weight), weights: {behaviour, ease, sequence, popularity, freshness}},
+        """``user_config``: {diversity: 0..1 (MMR weight), weights: coldrec.rank.fusion.FusionWeights},
         tunable live; configured weights replace the learned ones."""
         diversity = float(config.get("diversity", self.diversity))
         if not 0.0 <= diversity <= 1.0:
