@@ -156,12 +156,16 @@ class BehaviourSignals:
         if weights is None:
             width = len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]
             return np.zeros((queries.shape[0], width), dtype=np.float32)
-        product = (queries @ weights).tocsr()  # sparse: history x top_m neighbours
+        return self._candidate_columns((queries @ weights).tocsr(), candidate_cols)  # sparse: history x top_m
+
+    @staticmethod
+    def _candidate_columns(matrix: sp.csr_matrix, candidate_cols) -> np.ndarray:
+        """Dense (queries, candidates) of a sparse (queries, items) ``matrix`` (unknown columns: 0)."""
         if candidate_cols is None:
-            return product.toarray().astype(np.float32)
+            return matrix.toarray().astype(np.float32)
         cols = np.asarray(candidate_cols)
-        # Slicing the sparse product keeps a serving request's cost at its candidates, not the catalog.
-        out = product[:, np.maximum(cols, 0)].toarray().astype(np.float32)
+        # Slicing the sparse matrix keeps a serving request's cost at its candidates, not the catalog.
+        out = matrix[:, np.maximum(cols, 0)].toarray().astype(np.float32)
         out[:, cols < 0] = 0.0
         return out
 
@@ -174,7 +178,7 @@ class BehaviourSignals:
         the signals do not know count as unseen). Its weight is how strongly people move on."""
         seen = self.history_matrix(histories)
         seen.data[:] = 1.0
-        return 1.0 - self._scores(seen, sp.identity(len(self.item_ids), np.float32, format="csr"), candidate_cols)
+        return 1.0 - self._candidate_columns(seen, candidate_cols)
 
     def newest_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
         """(queries, items) one-hot of each history's newest item the signals know (a zero row if none)."""
