@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coldrec.eval.table import load_table_config, markdown, run_quality_table
+from coldrec.eval.table import compare_methods, load_table_config, markdown, run_quality_table
 from test_eval_protocols import write_timed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +54,32 @@ def test_benchmark_job_records_rows(tmp_path, tiny_backbone):
     rows = json.loads((out / "benchmarks" / "results" / "quality.json").read_text())
     assert rows and all(r["machine"] == "test machine" and r["date"] for r in rows)
     assert "<!-- begin:quality -->" in (out / "BENCHMARKS.md").read_text()
+
+
+def test_labelled_runs_compare_in_one_diversity_space(tmp_path, tiny_backbone):
+    """Two runs of one dataset with different labels: rows stay apart, diversity uses one space, and
+    compare_models.py records other / base per dataset."""
+    table = yaml.safe_load(_write_configs(tmp_path, tiny_backbone).read_text())
+    run = {"config": table["runs"][0]["config"], "model": tiny_backbone, "protocols": ["leave-one-out"]}
+    table["runs"] = [{**run, "label": "single", "methods": ["popularity", "finetuned"]},
+                     {**run, "label": "joint", "methods": ["finetuned"]}]
+    (tmp_path / "labelled.yaml").write_text(yaml.safe_dump(table))
+    rows, _ = run_quality_table(load_table_config(tmp_path / "labelled.yaml"))
+    assert {r["method"] for r in rows} == {"popularity", "finetuned:single", "finetuned:joint"}
+    diversity = {r["method"]: r["value"] for r in rows
+                 if r["metric"] == "diversity" and r["k"] == 10 and not r["masked_history"]}
+    assert diversity["finetuned:single"] == pytest.approx(diversity["finetuned:joint"])
+
+    compared = compare_methods(rows, "finetuned:single", "finetuned:joint", "ndcg", 10)
+    assert [(c["dataset"], c["ratio"]) for c in compared] == [("office", 1.0)]
+    assert compare_methods(rows, "finetuned:single", "fused", "ndcg", 10) == []
+
+    results = tmp_path / "rows.json"
+    results.write_text(json.dumps([{**r, "machine": "m", "date": "2026-01-01"} for r in rows]))
+    out = tmp_path / "bench"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare_models.py"), "--results", str(results),
+                    "--base", "popularity", "--other", "finetuned:joint", "--within", "1.0", "--name", "cmp",
+                    "--root", str(out)], check=True, capture_output=True, cwd=ROOT)
+    recorded = json.loads((out / "benchmarks" / "results" / "cmp.json").read_text())
+    assert [(r["dataset"], r["goal_met"], r["machine"]) for r in recorded] == [("office", True, "m")]
+    assert "All datasets: **met**" in (out / "BENCHMARKS.md").read_text()

@@ -25,7 +25,7 @@ def test_ties_do_not_favour_the_target():
 
 
 def test_evaluate_runs_every_method_on_the_same_users(tmp_path, tiny_backbone):
-    pdir = write_processed(tmp_path / "data" / "office")
+    write_processed(tmp_path / "data" / "office")
     tokenizer, backbone = load_backbone(tiny_backbone)
     ckpt = save_checkpoint(backbone, tokenizer, EncoderSettings(backbone=tiny_backbone), tmp_path / "model")
     cfg = PipelineConfig.model_validate({

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 from test_serve import ROOT, TITLES, free_port, tiny_index
 
-from coldrec.index.item_index import ItemIndex, write_latest
+from coldrec.index.item_index import ItemIndex
 from coldrec.serve.launch import deploy_config, load_serve_config
 
 APP = "coldrec-rollout-test"

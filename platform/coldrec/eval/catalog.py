@@ -8,7 +8,8 @@
   popularity with add-one smoothing, p(i) = (count_i + 1) / (sum(count) + n_items), so an
   item never seen in training has a finite (high) novelty.
 - diversity (intra-list): mean over queries of the mean pairwise 1 - cos(v_i, v_j) between
-  the recommended items' vectors; needs item vectors (one fixed space for every method).
+  the recommended items' vectors; needs item vectors (one fixed space for every method: the
+  untrained backbone's, see coldrec.eval.runner).
 - popularity bias: share of recommended slots filled by the most popular 20% of items
   (the top ceil(0.2 * n_items) by training count, ties by catalog order).
 """

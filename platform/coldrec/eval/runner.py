@@ -54,11 +54,15 @@ class RunResult:
     info: dict  # per method: seconds and chosen hyper-parameters; the protocol's facts
 
 
+TEXT_METHODS = ("untrained", "untrained-last-item", "finetuned", "fused")
+
+
 def _diversity_vectors(methods: Methods, names: list[str], items: pd.DataFrame) -> np.ndarray | None:
-    """One fixed text space for every method's diversity: the untrained encoder if run, else the fine-tuned."""
-    for name in ("untrained", "untrained-last-item", "finetuned"):
-        if name in names:
-            return methods.item_vectors(name, items)
+    """One fixed text space for every method's diversity, whichever models a run evaluates: the
+    untrained backbone's item vectors (so runs of different fine-tuned models compare). None when
+    the run has no text method (ID-only runs report no diversity)."""
+    if any(name in TEXT_METHODS for name in names):
+        return methods.item_vectors("untrained", items)
     return None
 
 

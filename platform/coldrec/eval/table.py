@@ -36,6 +36,9 @@ class QualityRun(BaseModel):
     protocols: list[str] | None = None  # default: the config's eval.protocols
     methods: list[str] | None = None  # default: the config's eval.methods
     preprocess: bool = True  # preprocess first when the processed folder is missing
+    # Tells this run's model apart from another run's on the same dataset: its "finetuned" and
+    # "fused" rows are named "<method>:<label>" (e.g. single-scene against joint models).
+    label: str | None = None
 
 
 class QualityTableConfig(BaseModel):
@@ -90,7 +93,10 @@ def run_quality_table(table: QualityTableConfig) -> tuple[list[dict], list[dict]
                                 Methods(cfg.eval, cfg.model, model_path))
         for protocol, result in results.items():
             for row in result.rows:
-                row = {**row, "model": model_path if row["method"] in ("finetuned", "fused") else None}
+                own_model = row["method"] in ("finetuned", "fused")
+                row = {**row, "model": model_path if own_model else None}
+                if own_model and run.label:
+                    row["method"] = f"{row['method']}:{run.label}"
                 if protocol in BUCKETLESS and row["bucket"] == "all":
                     row.pop("bucket")
                 rows.append(row)
@@ -131,3 +137,21 @@ def markdown(rows: list[dict], notes: list[dict], k: int = 10) -> str:
             parts.append(f"\nFacts: {note.get('facts')}; chosen on validation: {chosen or '-'}; "
                          f"seconds: { {m: v['seconds'] for m, v in note.items() if isinstance(v, dict) and 'seconds' in v} }\n")
     return "\n".join(parts)
+
+
+def compare_methods(rows: list[dict], base: str, other: str, metric: str = "ndcg", k: int | None = 10,
+                    masked: bool = False) -> list[dict]:
+    """``other`` relative to ``base`` per (dataset, protocol, bucket): one dict with both values and
+    ``ratio`` = other / base (None where base is 0), for every group where both methods have ``metric@k``."""
+    values: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        if r["metric"] == metric and r.get("k") == k and r["masked_history"] == masked and r["method"] in (base, other):
+            values.setdefault((r["dataset"], r["protocol"], r.get("bucket")), {})[r["method"]] = r["value"]
+    out = []
+    for (dataset, protocol, bucket), pair in values.items():
+        if base in pair and other in pair:
+            ratio = round(pair[other] / pair[base], 4) if pair[base] else None  # None: base scored 0
+            out.append({"dataset": dataset, "protocol": protocol, "bucket": bucket, "metric": metric, "k": k,
+                        "masked_history": masked, "base": base, "other": other, "base_value": pair[base],
+                        "other_value": pair[other], "ratio": ratio})
+    return out
