@@ -275,6 +275,62 @@ def test_rerun_with_same_name_resumes_from_latest_checkpoint(ray_session, tiny_b
     assert state["epoch"] == 2 and state["optimizer"]["state"]  # optimizer moments carried over
 
 
+def test_lora_trains_adapters_only_and_merges_into_plain_weights(tiny_backbone, tmp_path):
+    from transformers import AutoModel
+
+    from coldrec.config import LoraConfig
+    from coldrec.model.lora import apply_lora, is_lora, merged_backbone
+    from coldrec.train.loop import build_optimizer
+
+    tokenizer, backbone = load_backbone(tiny_backbone)
+    base = {k: v.clone() for k, v in backbone.state_dict().items()}
+    model = TwoTowerModel(apply_lora(backbone, LoraConfig(r=2, alpha=4.0, dropout=0.0)))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+    users = tokenizer(["red pen", "blue lamp", "green desk"], padding=True, return_tensors="pt")
+    items = tokenizer(["red pen model 0", "blue lamp model 1", "green desk model 2"], padding=True, return_tensors="pt")
+    optimizer = build_optimizer(model, lr=1e-2, weight_decay=0.0)
+    for _ in range(3):
+        u, i = model(users["input_ids"], users["attention_mask"], items["input_ids"], items["attention_mask"])
+        loss = torch.nn.functional.cross_entropy(u @ i.T / 0.05, torch.arange(3))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    model.eval()
+    merged = merged_backbone(model.backbone)
+    assert is_lora(model.backbone) and not is_lora(merged)  # training keeps its adapters
+    merged.save_pretrained(tmp_path / "merged")
+    plain = TwoTowerModel(AutoModel.from_pretrained(tmp_path / "merged")).eval()
+    with torch.no_grad():
+        expected = model.encode(users["input_ids"], users["attention_mask"])
+        got = plain.encode(users["input_ids"], users["attention_mask"])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    changed = [k for k, v in plain.backbone.state_dict().items() if k in base and not torch.equal(v, base[k])]
+    assert changed and all("attention.self" in k for k in changed)  # the adapted query/value weights only
+
+
+def test_lora_run_saves_merged_checkpoints_and_resumes_its_adapters(ray_session, tiny_backbone, tmp_path):
+    from transformers import AutoModel
+
+    from coldrec.train.trainer import train
+
+    def cfg(**train_kw) -> PipelineConfig:
+        raw = tiny_config(tmp_path, tiny_backbone, **train_kw).model_dump()
+        raw["model"]["lora"] = {"r": 2, "alpha": 4.0}
+        return PipelineConfig.model_validate(raw)
+
+    first = train(cfg(epochs=1, max_steps_per_epoch=2))
+    second = train(cfg(epochs=2, max_steps_per_epoch=2))
+    assert [(m["epoch"], m["step"]) for m in second.history] == [(1, 2), (2, 4)]
+    assert second.history[0] == first.history[0]
+    state = torch.load(second.latest_checkpoint / "train_state.pt", weights_only=True)
+    assert state["lora"] and all("lora_" in k for k in state["lora"])
+    saved = AutoModel.from_pretrained(second.latest_checkpoint)  # merged: a plain BERT, no adapter keys
+    assert not any("lora" in k for k in saved.state_dict())
+
+
 # ---------------------------------------------------------------- slow: real MiniLM on amazon-scientific
 
 

@@ -58,6 +58,20 @@ class DataConfig(_Strict):
         return Path(self.output_dir) / self.scene_name
 
 
+class LoraConfig(_Strict):
+    """Low-rank adapters (peft) instead of full fine-tuning, for backbones too large to train whole.
+
+    Only the adapters train; checkpoints are saved with the adapters merged into the backbone,
+    so they stay plain Hugging Face directories that serving and evaluation load as before.
+    """
+
+    r: int = Field(default=8, ge=1)
+    alpha: float = Field(default=16.0, gt=0)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    # Module names to adapt; None = peft's default for the architecture (attention query/value).
+    target_modules: list[str] | None = None
+
+
 class ModelConfig(_Strict):
     backbone: str = DEFAULT_BACKBONE  # "minilm", a Hugging Face model directory, or a hub name cached locally
     max_user_tokens: int = 128
@@ -65,6 +79,7 @@ class ModelConfig(_Strict):
     temperature: float = 0.05
     # Prepend the scene name to item and profile texts so one model can serve several scenes.
     scene_prefix: bool = False
+    lora: LoraConfig | None = None  # train low-rank adapters (peft) instead of the whole backbone
 
 
 class TrainConfig(_Strict):

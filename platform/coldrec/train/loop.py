@@ -25,6 +25,7 @@ from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples, load_items
 from coldrec.model.backbone import load_backbone
 from coldrec.model.checkpoint import EncoderSettings, save_checkpoint
+from coldrec.model.lora import adapter_state, apply_lora, is_lora, load_adapter_state, merged_backbone
 from coldrec.model.loss import InfoNCELoss
 from coldrec.model.towers import TwoTowerModel
 from coldrec.train.batching import TokenizingCollate
@@ -117,7 +118,9 @@ def _report(metrics: dict, rank: int, model: TwoTowerModel, tokenizer, cfg: Pipe
         checkpoint = None
         if rank == 0:
             settings = EncoderSettings.from_configs(cfg.model, cfg.data, metrics=metrics)
-            save_checkpoint(model.backbone, tokenizer, settings, tmp)
+            save_checkpoint(merged_backbone(model.backbone), tokenizer, settings, tmp)  # plain HF weights
+            if is_lora(model.backbone):
+                train_state = {**train_state, "lora": adapter_state(model.backbone)}
             torch.save(train_state, Path(tmp) / TRAIN_STATE_FILE)  # optimizer + scheduler + counters, for resuming
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=checkpoint)
@@ -138,12 +141,17 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     resume_from = ray.train.get_checkpoint()
     if resume_from is not None:
         with resume_from.as_directory() as ckpt_dir:
-            tokenizer, backbone = load_backbone(ckpt_dir)
             state = torch.load(Path(ckpt_dir) / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
+            # With LoRA the checkpoint holds merged weights: resume the saved adapters on the original backbone.
+            tokenizer, backbone = load_backbone(cfg.model.backbone if cfg.model.lora else ckpt_dir)
         if rank == 0:
             print(f"[train] resuming after epoch {state['epoch']} (step {state['step']})")
     else:
         tokenizer, backbone = load_backbone(cfg.model.backbone)
+    if cfg.model.lora is not None:
+        backbone = apply_lora(backbone, cfg.model.lora)
+        if resume_from is not None:
+            load_adapter_state(backbone, state["lora"])
 
     # The backbone's pooler is computed but never reaches the loss (we mean-pool), so DDP
     # must not wait for its gradients.
