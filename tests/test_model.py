@@ -42,6 +42,34 @@ def test_infonce_prefers_matching_pairs_and_masks_duplicates():
     assert masked < unmasked
 
 
+def test_infonce_scores_extra_negatives_and_masks_the_users_own_item():
+    import pytest
+
+    loss = InfoNCELoss(temperature=0.1)
+    torch.manual_seed(0)
+    users, items, negatives = (torch.nn.functional.normalize(torch.randn(n, 8), dim=-1) for n in (3, 3, 6))
+    keys, negative_keys = torch.tensor([1, 2, 3]), torch.arange(4, 10)
+    plain = loss(users, items, keys)
+    with_negatives = loss(users, items, keys, negatives, negative_keys)
+    expected = torch.nn.functional.cross_entropy(users @ torch.cat([items, negatives]).T / 0.1, torch.arange(3))
+    assert torch.allclose(with_negatives, expected) and with_negatives > plain
+    # a mined "negative" that is the user's own positive item is masked, not pushed away
+    one = (users[:1], items[:1], keys[:1])
+    assert torch.allclose(loss(*one, items[:1].clone(), keys[:1].clone()), loss(*one))
+    with pytest.raises(ValueError, match="keys"):
+        loss(users, items, keys, negatives, None)
+
+
+def test_towers_encode_negatives_in_the_same_forward(tiny_backbone):
+    tokenizer, backbone = load_backbone(tiny_backbone)
+    model = TwoTowerModel(backbone).eval()
+    u, i, n = (tokenizer(t, padding=True, return_tensors="pt") for t in (["pen"], ["red pen"], ["lamp", "desk chair"]))
+    user, item, negatives = model(u["input_ids"], u["attention_mask"], i["input_ids"], i["attention_mask"],
+                                  n["input_ids"], n["attention_mask"])  # fmt: skip
+    assert negatives.shape == (2, 32)
+    assert torch.allclose(negatives, model.item_tower(n["input_ids"], n["attention_mask"]), atol=1e-6)
+
+
 def test_infonce_rejects_bad_temperature():
     import pytest
 

@@ -189,6 +189,14 @@ GATHER_SCRIPT = textwrap.dedent(
         assert not torch.allclose(loss, local_only)
         loss.backward()
         assert mine.grad is not None and mine.grad.abs().sum() > 0
+        # mined negatives are gathered too: every user also sees every worker's negatives
+        negatives = torch.nn.functional.normalize(torch.randn(2, 3, 4), dim=-1)  # (world, negatives, dim)
+        keys, negative_keys = torch.arange(4).reshape(2, 2), torch.arange(10, 16).reshape(2, 3)
+        with_negatives = InfoNCELoss(temperature=0.5, gather=True)(
+            users[rank], items[rank], keys[rank], negatives[rank], negative_keys[rank])
+        logits = users[rank] @ torch.cat([items.reshape(4, 4), negatives.reshape(6, 4)]).T / 0.5
+        expected = torch.nn.functional.cross_entropy(logits, torch.arange(2) + 2 * rank)
+        assert torch.allclose(with_negatives, expected, atol=1e-6), (with_negatives, expected)
         dist.destroy_process_group()
 
     if __name__ == "__main__":
@@ -329,6 +337,48 @@ def test_lora_run_saves_merged_checkpoints_and_resumes_its_adapters(ray_session,
     assert state["lora"] and all("lora_" in k for k in state["lora"])
     saved = AutoModel.from_pretrained(second.latest_checkpoint)  # merged: a plain BERT, no adapter keys
     assert not any("lora" in k for k in saved.state_dict())
+
+
+def test_hard_negative_miner_draws_near_neighbours_never_the_item_itself(tiny_backbone, tmp_path):
+    from coldrec.data.processed import load_items
+    from coldrec.model.encoder import encode_texts
+    from coldrec.train.hard_negatives import HardNegativeMiner
+
+    items = load_items(write_processed(tmp_path / "toy"))
+    tokenizer, backbone = load_backbone(tiny_backbone)
+    model = TwoTowerModel(backbone).eval()
+    miner = HardNegativeMiner(items, per_example=2, pool=5, skip=1, seed=0)
+    with pytest.raises(RuntimeError, match="refresh"):
+        miner.sample(item_keys(["i0"]))
+    miner.refresh(model.item_tower, tokenizer, 16)
+    assert miner.neighbours.shape == (40, 5)
+
+    vectors = encode_texts(model.item_tower, tokenizer, items["text"].tolist(), 16).numpy()
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    ranked = np.argsort(-sims, axis=1, kind="stable")[:, 1:6]  # ranks 2..6: the nearest one skipped
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ranked, miner.neighbours)])
+    assert overlap > 0.9  # the same neighbours as an exact search (up to float ties)
+    assert all(row not in miner.neighbours[row] for row in range(40))
+
+    texts, keys = miner.sample(item_keys(["i0", "i1", "unknown"]))
+    assert len(texts) == 6 and keys.shape == (6,)
+    rows = [miner.row_of[int(k)] for k in keys]
+    assert [texts[j] for j in range(6)] == [items["text"][r] for r in rows]
+    assert set(rows[:2]) <= set(miner.neighbours[0]) and set(rows[2:4]) <= set(miner.neighbours[1])
+    with pytest.raises(ValueError, match="per_example"):
+        HardNegativeMiner(items, per_example=3, pool=2)
+    with pytest.raises(ValueError, match="catalog"):
+        HardNegativeMiner(items, per_example=1, pool=40)
+
+
+def test_hard_negative_run_trains_with_mined_negatives(ray_session, tiny_backbone, tmp_path):
+    from coldrec.train.trainer import train
+
+    result = train(tiny_config(tmp_path, tiny_backbone, epochs=2, max_steps_per_epoch=2,
+                               hard_negatives=2, hard_negative_pool=5, hard_negative_skip=1))  # fmt: skip
+    assert [(m["epoch"], m["step"]) for m in result.history] == [(1, 2), (2, 4)]
+    assert all(math.isfinite(m["train_loss"]) and m["train_loss"] > 0 for m in result.history)
 
 
 # ---------------------------------------------------------------- slow: real MiniLM on amazon-scientific

@@ -88,6 +88,12 @@ class TrainConfig(_Strict):
     cpus_per_worker: int = 1
     batch_size: int = 32  # per worker; in-batch negatives are gathered across workers
     gather_negatives: bool = True
+    # Hard negatives mined with the current index (coldrec.train.hard_negatives): per training
+    # pair, this many of the positive's nearest catalog neighbours (ranks skip+1 .. skip+pool,
+    # re-mined with the current model every epoch) are added to the in-batch negatives. 0 = off.
+    hard_negatives: int = Field(default=0, ge=0)
+    hard_negative_pool: int = Field(default=20, ge=1)
+    hard_negative_skip: int = Field(default=0, ge=0)
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05

@@ -14,6 +14,10 @@ value for normalised sentence embeddings (sharp enough to separate near neighbou
 If the same item appears twice in the gathered batch, the copies that are not the label
 are masked out rather than counted as negatives (popular items would otherwise be pushed
 away from the very users who bought them).
+
+Extra negatives (``negative_emb``, e.g. mined hard negatives, with their ``negative_keys``)
+are scored by every user next to the in-batch items, gathered across workers the same way,
+and masked the same way where one of them is the user's own positive item.
 """
 
 from __future__ import annotations
@@ -46,17 +50,29 @@ class InfoNCELoss(nn.Module):
         self.gather = gather
 
     def forward(
-        self, user_emb: torch.Tensor, item_emb: torch.Tensor, item_keys: torch.Tensor | None = None
+        self, user_emb: torch.Tensor, item_emb: torch.Tensor, item_keys: torch.Tensor | None = None,
+        negative_emb: torch.Tensor | None = None, negative_keys: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch = user_emb.shape[0]
         distributed = self.gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if negative_emb is not None and (item_keys is None) != (negative_keys is None):
+            raise ValueError("give keys for both the items and the negatives, or for neither")
         offset = 0
         candidates, keys = item_emb, item_keys
+        negatives, neg_keys = negative_emb, negative_keys
         if distributed:
             candidates, offset = _gather(item_emb, with_grad=True)  # (world * batch, dim)
             if item_keys is not None:
                 keys, _ = _gather(item_keys, with_grad=False)  # (world * batch,)
-        logits = user_emb @ candidates.T / self.temperature  # (batch, world * batch)
+            if negative_emb is not None:
+                negatives, _ = _gather(negative_emb, with_grad=True)
+                if negative_keys is not None:
+                    neg_keys, _ = _gather(negative_keys, with_grad=False)
+        if negatives is not None:  # extra columns after the in-batch items: the labels stay put
+            candidates = torch.cat([candidates, negatives], dim=0)
+            if keys is not None:
+                keys = torch.cat([keys, neg_keys], dim=0)
+        logits = user_emb @ candidates.T / self.temperature  # (batch, world * batch [+ negatives])
         labels = torch.arange(batch, device=user_emb.device) + offset  # (batch,)
         if keys is not None:
             local_keys = keys[labels]  # (batch,)

@@ -40,9 +40,14 @@ class TwoTowerModel(nn.Module):
         user_attention_mask: torch.Tensor,
         item_input_ids: torch.Tensor,
         item_attention_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(user_embedding, item_embedding)``, each (batch, dim), unit length."""
-        return (
-            self.user_tower(user_input_ids, user_attention_mask),
-            self.item_tower(item_input_ids, item_attention_mask),
-        )
+        negative_input_ids: torch.Tensor | None = None,
+        negative_attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Return ``(user_embedding, item_embedding)``, each (batch, dim), unit length, and
+        with negative item inputs also their (negatives, dim) embeddings from the item tower
+        (in the same forward call, so DDP sees every use of the weights)."""
+        user = self.user_tower(user_input_ids, user_attention_mask)
+        item = self.item_tower(item_input_ids, item_attention_mask)
+        if negative_input_ids is None:
+            return user, item
+        return user, item, self.item_tower(negative_input_ids, negative_attention_mask)

@@ -2,7 +2,8 @@
 
 ``train_loop_per_worker(config)`` receives ``PipelineConfig.model_dump()`` (Ray wants a
 plain dict) with absolute paths, rebuilds the typed config at once, and per epoch:
-trains on its shard of ``examples/train`` (tokenized in :class:`TokenizingCollate`),
+trains on its shard of ``examples/train`` (tokenized in :class:`TokenizingCollate`; with
+``train.hard_negatives``, plus mined negatives re-mined from the current model first),
 scores validation Recall@K on rank 0, and reports the same metrics from every rank;
 rank 0 attaches a checkpoint (HF dir + coldrec.json + train_state.pt). If Ray hands the
 worker a checkpoint (a rerun of a run with the same name), training resumes from it.
@@ -29,6 +30,7 @@ from coldrec.model.lora import adapter_state, apply_lora, is_lora, load_adapter_
 from coldrec.model.loss import InfoNCELoss
 from coldrec.model.towers import TwoTowerModel
 from coldrec.train.batching import TokenizingCollate
+from coldrec.train.hard_negatives import HardNegativeMiner
 from coldrec.train.validation import recall_at_k, sample_examples
 
 TRAIN_STATE_FILE = "train_state.pt"
@@ -81,6 +83,16 @@ def seed_everything(seed: int) -> None:
 def train_folders(cfg: PipelineConfig) -> list[Path]:
     """``examples/train`` of this config's dataset, then of each of ``train.extra_datasets``."""
     return [Path(d) / "examples" / "train" for d in [cfg.data.processed_dir, *cfg.train.extra_datasets]]
+
+
+def hard_negative_miner(cfg: PipelineConfig) -> HardNegativeMiner:
+    """The miner over every catalog this run trains on (its dataset and ``train.extra_datasets``)."""
+    import pandas as pd
+
+    tc = cfg.train
+    catalog = pd.concat([load_items(Path(d)) for d in [cfg.data.processed_dir, *tc.extra_datasets]], ignore_index=True)
+    return HardNegativeMiner(catalog, tc.hard_negatives, tc.hard_negative_pool, tc.hard_negative_skip,
+                             with_scene=bool(tc.extra_datasets), seed=tc.seed)  # fmt: skip
 
 
 def _count_rows(folders: list[Path]) -> int:
@@ -178,9 +190,14 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     if rank == 0:
         items = load_items(processed)
         valid = sample_examples(load_examples(processed, "valid"), tc.val_max_users, tc.seed)
+    miner = hard_negative_miner(cfg) if tc.hard_negatives else None  # every worker mines its own batches
 
     step, history = state["step"], list(state["history"])
     for epoch in range(state["epoch"], tc.epochs):
+        if miner is not None:
+            unwrapped.eval()
+            with autocast:
+                miner.refresh(unwrapped.item_tower, tokenizer, cfg.model.max_item_tokens, device)
         model.train()
         batches = iter(shard.iter_torch_batches(
             batch_size=tc.batch_size,
@@ -191,12 +208,19 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         ))
         loss_sum, n = 0.0, 0
         for batch in itertools.islice(batches, steps):
+            inputs = [batch["user_input_ids"], batch["user_attention_mask"],
+                      batch["item_input_ids"], batch["item_attention_mask"]]  # fmt: skip
+            negative_keys = None
+            if miner is not None:
+                texts, negative_keys = miner.sample(batch["item_keys"])
+                negatives = tokenizer(texts, padding=True, truncation=True, max_length=cfg.model.max_item_tokens,
+                                      return_tensors="pt").to(device)  # fmt: skip
+                inputs += [negatives["input_ids"], negatives["attention_mask"]]
+                negative_keys = negative_keys.to(device)
             with autocast:
-                user_emb, item_emb = model(
-                    batch["user_input_ids"], batch["user_attention_mask"],
-                    batch["item_input_ids"], batch["item_attention_mask"],
-                )  # each (batch, dim)
-            loss = loss_fn(user_emb, item_emb, batch["item_keys"])
+                outputs = model(*inputs)  # user, item[, negatives] embeddings, each (rows, dim)
+            negative_emb = outputs[2] if len(outputs) > 2 else None
+            loss = loss_fn(outputs[0], outputs[1], batch["item_keys"], negative_emb, negative_keys)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
