@@ -41,10 +41,10 @@ class HardNegativeMiner:
         self.rng = np.random.default_rng(seed)
         self.neighbours: np.ndarray | None = None  # (items, pool) catalog rows, nearest first
 
-    @torch.no_grad()
     def refresh(self, tower, tokenizer, max_tokens: int, device: torch.device | str = "cpu",
                 batch_size: int = 128) -> None:  # fmt: skip
-        """Re-encode the catalog with ``tower`` (the item tower as it is now) and find neighbours."""
+        """Re-encode the catalog with ``tower`` (the item tower as it is now; ``encode_texts`` runs
+        in inference mode) and find neighbours."""
         vectors = encode_texts(tower, tokenizer, self.texts, max_tokens, batch_size, device).cpu().numpy()
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -64,9 +64,6 @@ class HardNegativeMiner:
         rows = []
         for key in target_keys.tolist():
             row = self.row_of.get(int(key))
-            pool = self.neighbours[row] if row is not None else None
-            if pool is None:
-                rows.extend(self.rng.choice(len(self.texts), size=self.per_example, replace=False))
-            else:
-                rows.extend(self.rng.choice(pool, size=self.per_example, replace=False))
+            pool = len(self.texts) if row is None else self.neighbours[row]  # an int: any catalog row
+            rows.extend(self.rng.choice(pool, size=self.per_example, replace=False))
         return [self.texts[r] for r in rows], torch.as_tensor(self.keys[rows], dtype=torch.int64)
