@@ -381,6 +381,51 @@ def test_hard_negative_run_trains_with_mined_negatives(ray_session, tiny_backbon
     assert all(math.isfinite(m["train_loss"]) and m["train_loss"] > 0 for m in result.history)
 
 
+def test_id_embedding_run_trains_warm_rows_saves_the_table_and_resumes_it(ray_session, tiny_backbone, tmp_path):
+    from coldrec.data.processed import load_examples
+    from coldrec.index.build import build_index
+    from coldrec.index.item_index import ItemIndex
+    from coldrec.model.encoder import TextEncoder
+    from coldrec.model.id_embedding import load_id_state
+    from coldrec.train.trainer import train
+
+    def config(epochs: int) -> PipelineConfig:
+        cfg = tiny_config(tmp_path, tiny_backbone, epochs=epochs, max_steps_per_epoch=3,
+                          hard_negatives=1, hard_negative_pool=5)  # fmt: skip
+        raw = cfg.model_dump()
+        raw["model"]["id_embedding"] = {"min_count": 2, "dropout": 0.5, "lr": 0.05}
+        return PipelineConfig.model_validate(raw)
+
+    first = train(config(1))
+    vocab, table = load_id_state(first.latest_checkpoint)
+    counts = load_examples(tmp_path / "data" / "toy", "train")["target"].value_counts()
+    assert vocab.keys == sorted(counts[counts >= 2].index) and table.shape == (len(vocab) + 1, 32)
+    assert torch.equal(table[0], torch.zeros(32))  # "no ID" stays zero
+    trained = table[1:].norm(dim=1) > 0
+    assert 0 < int(trained.sum()) <= 3 * 8  # only the rows of items some batch held moved
+
+    second = train(config(2))  # resumes after epoch 1 with the saved table and vocabulary
+    assert [(m["epoch"], m["step"]) for m in second.history] == [(1, 3), (2, 6)]
+    vocab2, table2 = load_id_state(second.latest_checkpoint)
+    assert vocab2.keys == vocab.keys
+    assert (table2[1:][trained] != table[1:][trained]).any()  # the resumed table trained on
+
+    # The index adds the ID vectors of warm items, exactly as the encoder does; cold ones keep their text.
+    best = second.best_model_dir
+    assert (best / "id_embedding.pt").is_file()
+    cfg = config(2)
+    index = ItemIndex.load(build_index(cfg.model_copy(update={
+        "index": cfg.index.model_copy(update={"output_dir": str(tmp_path / "index")})}), str(best)))
+    encoder = TextEncoder.load(best, device="cpu")
+    warm = [k for k, moved in zip(vocab2.keys, (table2[1:].norm(dim=1) > 0).tolist()) if moved][0]
+    cold = next(f"i{i}" for i in range(40) if f"i{i}" not in vocab2.row_of)
+    for item_id in (warm, cold):
+        text = index.get(item_id)["text"]
+        assert np.allclose(index.vector(item_id), encoder.encode_items([text], item_ids=[item_id])[0], atol=1e-5)
+    text = index.get(warm)["text"]
+    assert not np.allclose(index.vector(warm), encoder.encode_items([text])[0], atol=1e-3)
+
+
 # ---------------------------------------------------------------- slow: real MiniLM on amazon-scientific
 
 

@@ -72,6 +72,22 @@ class LoraConfig(_Strict):
     target_modules: list[str] | None = None
 
 
+class IdEmbeddingConfig(_Strict):
+    """A learned ID vector for warm items, fused with the text vector (coldrec.model.id_embedding).
+
+    Items seen at least ``min_count`` times as training targets get one; every other item (cold,
+    or added at run time) is encoded from its text alone, as without this option.
+    """
+
+    min_count: int = Field(default=1, ge=1)
+    # Share of training rows whose item is encoded from text alone although it has an ID vector,
+    # so the text path that cold items depend on keeps training in the same space.
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+    # The table starts at zero and sees each item only when it is in a batch: it needs a larger
+    # step than the pretrained backbone (AdamW, no weight decay).
+    lr: float = Field(default=1e-3, gt=0)
+
+
 class ModelConfig(_Strict):
     backbone: str = DEFAULT_BACKBONE  # "minilm", a Hugging Face model directory, or a hub name cached locally
     max_user_tokens: int = 128
@@ -80,6 +96,7 @@ class ModelConfig(_Strict):
     # Prepend the scene name to item and profile texts so one model can serve several scenes.
     scene_prefix: bool = False
     lora: LoraConfig | None = None  # train low-rank adapters (peft) instead of the whole backbone
+    id_embedding: IdEmbeddingConfig | None = None  # warm items: text vector + a learned ID vector
 
 
 class TrainConfig(_Strict):

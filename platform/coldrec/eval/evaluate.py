@@ -87,7 +87,8 @@ def _build_scorer(method: str, cfg: PipelineConfig, items: pd.DataFrame, train: 
     if method == "finetuned":
         if not model_path or not Path(model_path).exists():
             raise FileNotFoundError(f"no fine-tuned model at {model_path}; run `coldrec train` first or pass --model")
-        return encoder_scorer(TextEncoder.load(model_path), texts, cfg.eval.batch_size)
+        scenes = items["scene"].tolist() if "scene" in items else None
+        return encoder_scorer(TextEncoder.load(model_path), texts, cfg.eval.batch_size, item_ids=item_ids, scenes=scenes)
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
 
 

@@ -83,11 +83,14 @@ class Methods:
         return self._encoders[source]
 
     def item_vectors(self, method: str, items: pd.DataFrame) -> np.ndarray:
-        """(items, dim) item-tower vectors of ``items['text']`` for an encoder method, cached."""
+        """(items, dim) item-tower vectors of ``items['text']`` for an encoder method, cached (with the
+        warm items' ID vectors fused in, for a fine-tuned model that has them)."""
         enc = self.encoder(method)
         key = (self._source(method), hash(tuple(items["item_id"])))
         if key not in self._vectors:
-            self._vectors[key] = enc.encode_items(items["text"].tolist(), batch_size=self.cfg.batch_size)
+            scenes = items["scene"].tolist() if "scene" in items else None
+            self._vectors[key] = enc.encode_items(items["text"].tolist(), batch_size=self.cfg.batch_size,
+                                                  item_ids=items["item_id"].tolist(), scenes=scenes)
         return self._vectors[key]
 
     def build(self, method: str, items: pd.DataFrame, train: pd.DataFrame,

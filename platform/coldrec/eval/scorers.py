@@ -26,13 +26,15 @@ def popularity_scorer(train_examples: pd.DataFrame, item_ids: list[str]) -> Scor
 
 
 def encoder_scorer(encoder, item_texts: list[str], batch_size: int = 64, last_item_only: bool = False,
-                   item_text_by_id: dict[str, str] | None = None) -> Scorer:
+                   item_text_by_id: dict[str, str] | None = None, item_ids: list[str] | None = None,
+                   scenes: list[str] | None = None) -> Scorer:
     """Dot product of the user tower's profile vector with every item-tower vector.
 
     ``last_item_only`` represents a user by the text of their newest item alone (the
-    README's off-the-shelf baseline), instead of the full profile text.
+    README's off-the-shelf baseline), instead of the full profile text. ``item_ids`` (and
+    ``scenes``) name the catalog's items, for a model with ID vectors for warm items.
     """
-    item_vecs = encoder.encode_items(item_texts, batch_size=batch_size)  # (items, dim)
+    item_vecs = encoder.encode_items(item_texts, batch_size=batch_size, item_ids=item_ids, scenes=scenes)
     return vector_scorer(encoder, item_vecs, item_text_by_id or {}, batch_size, last_item_only)
 
 

@@ -53,7 +53,9 @@ class EmbedItems:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = ["" if t is None else str(t) for t in batch["text"]]
-        vectors = self.encoder.encode_items(texts, batch_size=self.encode_batch_size)  # (batch, dim)
+        # Item ids (and scenes) let a model with ID vectors add them for its warm items.
+        vectors = self.encoder.encode_items(texts, batch_size=self.encode_batch_size, item_ids=list(batch["item_id"]),
+                                            scenes=list(batch["scene"]) if "scene" in batch else None)  # (batch, dim)
         return {"item_id": batch["item_id"], "text": batch["text"], "embedding": vectors}
 
 
@@ -77,7 +79,11 @@ def embed_catalog(items_dir: Path, model_path: str, cfg: PipelineConfig) -> dict
     """Run the Ray Data pipeline; returns ``(item_id, text) -> vector``."""
     import ray
 
-    ds = ray.data.read_parquet(str(items_dir), columns=["item_id", "text"])
+    import pyarrow.dataset as pads
+
+    # The scene, where the catalog has one, names items for a model with per-scene ID vectors.
+    scene = ["scene"] if "scene" in pads.dataset(str(items_dir), format="parquet").schema.names else []
+    ds = ray.data.read_parquet(str(items_dir), columns=["item_id", "text", *scene])
     extra: dict[str, Any] = {"num_gpus": 1} if cfg.index.use_gpu else {}
     embedded = ds.map_batches(
         EmbedItems,

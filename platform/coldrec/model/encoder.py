@@ -1,7 +1,9 @@
 """Inference with the profile model: texts in, unit-length numpy vectors out.
 
 Used by indexing, evaluation and serving alike; it needs only a checkpoint directory
-(or a backbone name, for the untrained encoder) and never the training code.
+(or a backbone name, for the untrained encoder) and never the training code. A checkpoint
+trained with ``model.id_embedding`` also fuses warm items' ID vectors into their item vectors
+when the caller names the items (``encode_items(texts, item_ids=...)``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from coldrec.config import ModelConfig
 from coldrec.model.backbone import load_backbone
 from coldrec.model.checkpoint import EncoderSettings, is_checkpoint, load_settings
+from coldrec.model.id_embedding import IdTable
 from coldrec.model.towers import TwoTowerModel
 
 
@@ -51,25 +54,29 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 class TextEncoder:
-    def __init__(self, tokenizer, model: TwoTowerModel, settings: EncoderSettings, device: torch.device):
+    def __init__(self, tokenizer, model: TwoTowerModel, settings: EncoderSettings, device: torch.device,
+                 ids: IdTable | None = None):
         self.tokenizer = tokenizer
         self.model = model.to(device).eval()
         self.settings = settings
         self.device = device
+        self.ids = ids  # warm items' ID vectors, for a checkpoint trained with them
 
     @classmethod
     def load(cls, source: str | Path, device: str | None = None, model_config: ModelConfig | None = None):
         """Load a coldrec checkpoint, or wrap a bare backbone (the untrained encoder)."""
         dev = pick_device(device)
         dtype = torch.bfloat16 if dev.type == "cuda" else None
+        ids = None
         if is_checkpoint(source):
             settings = load_settings(source)
             tokenizer, backbone = load_backbone(str(source), dtype=dtype)
+            ids = IdTable.load(source)
         else:
             cfg = (model_config or ModelConfig()).model_copy(update={"backbone": str(source)})
             settings = EncoderSettings.from_configs(cfg)
             tokenizer, backbone = load_backbone(cfg.backbone, dtype=dtype)
-        return cls(tokenizer, TwoTowerModel(backbone), settings, dev)
+        return cls(tokenizer, TwoTowerModel(backbone), settings, dev, ids)
 
     @property
     def dim(self) -> int:
@@ -84,8 +91,15 @@ class TextEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return encode_texts(self.model.encode, self.tokenizer, texts, max_tokens, batch_size, self.device).cpu().numpy()
 
-    def encode_items(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        return self._encode(list(texts), self.settings.max_item_tokens, batch_size)
+    def encode_items(self, texts: list[str], batch_size: int = 64, item_ids: list[str] | None = None,
+                     scenes: list[str] | None = None) -> np.ndarray:
+        """(len(texts), dim) item vectors. With ``item_ids`` (and ``scenes``, for a model trained on
+        several scenes) and a model with an ID table, warm items get their ID vectors fused in;
+        unknown ids, and calls without ids, get the text vector alone (a cold item)."""
+        vectors = self._encode(list(texts), self.settings.max_item_tokens, batch_size)
+        if self.ids is None or item_ids is None:
+            return vectors
+        return self.ids.apply(vectors, [str(i) for i in item_ids], None if scenes is None else [str(s) for s in scenes])
 
     def encode_users(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return self._encode(list(texts), self.settings.max_user_tokens, batch_size)

@@ -15,6 +15,8 @@ ones (:class:`coldrec.model.loss.InfoNCELoss`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import faiss
 import numpy as np
 import pandas as pd
@@ -42,10 +44,15 @@ class HardNegativeMiner:
         self.neighbours: np.ndarray | None = None  # (items, pool) catalog rows, nearest first
 
     def refresh(self, tower, tokenizer, max_tokens: int, device: torch.device | str = "cpu",
-                batch_size: int = 128) -> None:  # fmt: skip
+                batch_size: int = 128, finish: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         """Re-encode the catalog with ``tower`` (the item tower as it is now; ``encode_texts`` runs
-        in inference mode) and find neighbours."""
-        vectors = encode_texts(tower, tokenizer, self.texts, max_tokens, batch_size, device).cpu().numpy()
+        in inference mode) and find neighbours. ``finish`` maps the (items, dim) text vectors, in
+        catalog order, to the final ones (the model's ID vectors added, for one with an ID table)."""
+        vectors = encode_texts(tower, tokenizer, self.texts, max_tokens, batch_size, device)
+        if finish is not None:
+            with torch.inference_mode():
+                vectors = finish(vectors)
+        vectors = vectors.cpu().numpy()
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         _, found = index.search(vectors, self.skip + self.pool + 1)  # (items, skip + pool + 1)

@@ -5,7 +5,8 @@ plain dict) with absolute paths, rebuilds the typed config at once, and per epoc
 trains on its shard of ``examples/train`` (tokenized in :class:`TokenizingCollate`; with
 ``train.hard_negatives``, plus mined negatives re-mined from the current model first),
 scores validation Recall@K on rank 0, and reports the same metrics from every rank;
-rank 0 attaches a checkpoint (HF dir + coldrec.json + train_state.pt). If Ray hands the
+rank 0 attaches a checkpoint (HF dir + coldrec.json + train_state.pt, and with
+``model.id_embedding`` the warm items' ID table, id_embedding.pt). If Ray hands the
 worker a checkpoint (a rerun of a run with the same name), training resumes from it.
 Returns the per-epoch metric history (Ray keeps rank 0's as ``Result.return_value``).
 """
@@ -26,6 +27,7 @@ from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples, load_items
 from coldrec.model.backbone import load_backbone
 from coldrec.model.checkpoint import EncoderSettings, save_checkpoint
+from coldrec.model.id_embedding import IdVocab, load_id_state, read_targets, save_id_table
 from coldrec.model.lora import adapter_state, apply_lora, is_lora, load_adapter_state, merged_backbone
 from coldrec.model.loss import InfoNCELoss
 from coldrec.model.towers import TwoTowerModel
@@ -64,13 +66,18 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, total_steps: int, warm
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                    id_table: torch.nn.Parameter | None = None, id_lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable weights; the ID table (``id_table``), when there is one, gets its
+    own group with ``id_lr`` and no decay (rows that are not in a batch would only shrink)."""
     # Biases and LayerNorm weights (1-d) are not decayed: decay there only hurts.
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad and p is not id_table]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
+    if id_table is not None:
+        groups.append({"params": [id_table], "weight_decay": 0.0, "lr": id_lr or lr})
     return torch.optim.AdamW(groups, lr=lr)
 
 
@@ -93,6 +100,12 @@ def hard_negative_miner(cfg: PipelineConfig) -> HardNegativeMiner:
     catalog = pd.concat([load_items(Path(d)) for d in [cfg.data.processed_dir, *tc.extra_datasets]], ignore_index=True)
     return HardNegativeMiner(catalog, tc.hard_negatives, tc.hard_negative_pool, tc.hard_negative_skip,
                              with_scene=bool(tc.extra_datasets), seed=tc.seed)  # fmt: skip
+
+
+def id_vocab(cfg: PipelineConfig) -> IdVocab:
+    """The warm items of this run's training data (its dataset and ``train.extra_datasets``)."""
+    targets, scenes = read_targets(train_folders(cfg), with_scene=bool(cfg.train.extra_datasets))
+    return IdVocab.from_targets(targets, scenes, cfg.model.id_embedding.min_count)
 
 
 def _count_rows(folders: list[Path]) -> int:
@@ -122,7 +135,8 @@ def _from_rank0(value: float | None) -> float | None:
     return box[0]
 
 
-def _report(metrics: dict, rank: int, model: TwoTowerModel, tokenizer, cfg: PipelineConfig, train_state: dict) -> None:
+def _report(metrics: dict, rank: int, model: TwoTowerModel, tokenizer, cfg: PipelineConfig, train_state: dict,
+            vocab: IdVocab | None = None) -> None:
     """Ray's pattern: rank 0 saves the unwrapped model to a temp dir; every rank reports."""
     import ray.train
 
@@ -131,6 +145,8 @@ def _report(metrics: dict, rank: int, model: TwoTowerModel, tokenizer, cfg: Pipe
         if rank == 0:
             settings = EncoderSettings.from_configs(cfg.model, cfg.data, metrics=metrics)
             save_checkpoint(merged_backbone(model.backbone), tokenizer, settings, tmp)  # plain HF weights
+            if model.id_embedding is not None:
+                save_id_table(tmp, vocab, model.id_embedding.weight)
             if is_lora(model.backbone):
                 train_state = {**train_state, "lora": adapter_state(model.backbone)}
             torch.save(train_state, Path(tmp) / TRAIN_STATE_FILE)  # optimizer + scheduler + counters, for resuming
@@ -150,12 +166,14 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     device = ray.train.torch.get_device()
 
     state: dict = {"epoch": 0, "step": 0, "history": []}
+    id_cfg, id_state = cfg.model.id_embedding, None
     resume_from = ray.train.get_checkpoint()
     if resume_from is not None:
         with resume_from.as_directory() as ckpt_dir:
             state = torch.load(Path(ckpt_dir) / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
             # With LoRA the checkpoint holds merged weights: resume the saved adapters on the original backbone.
             tokenizer, backbone = load_backbone(cfg.model.backbone if cfg.model.lora else ckpt_dir)
+            id_state = load_id_state(ckpt_dir) if id_cfg is not None else None
         if rank == 0:
             print(f"[train] resuming after epoch {state['epoch']} (step {state['step']})")
     else:
@@ -165,15 +183,22 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         if resume_from is not None:
             load_adapter_state(backbone, state["lora"])
 
+    vocab = None
+    if id_cfg is not None:  # a resumed run keeps the vocabulary its table was trained with
+        vocab = id_state[0] if id_state is not None else id_vocab(cfg)
+        if rank == 0:
+            print(f"[train] ID embedding for {len(vocab)} warm items (seen >= {id_cfg.min_count} times)")
+    tower = TwoTowerModel(backbone, num_ids=len(vocab) if vocab else 0, id_dropout=id_cfg.dropout if id_cfg else 0.0)
+    if id_state is not None:
+        tower.id_embedding.weight.data.copy_(id_state[1])
     # The backbone's pooler is computed but never reaches the loss (we mean-pool), so DDP
-    # must not wait for its gradients.
-    model = ray.train.torch.prepare_model(
-        TwoTowerModel(backbone), parallel_strategy_kwargs={"find_unused_parameters": True}
-    )
+    # must not wait for its gradients (nor for the ID rows of items no worker's batch holds).
+    model = ray.train.torch.prepare_model(tower, parallel_strategy_kwargs={"find_unused_parameters": True})
     unwrapped: TwoTowerModel = getattr(model, "module", model)
     loss_fn = InfoNCELoss(cfg.model.temperature, gather=tc.gather_negatives)
     steps = steps_per_epoch(_count_rows(train_folders(cfg)), world, tc.batch_size, tc.max_steps_per_epoch)
-    optimizer = build_optimizer(model, tc.lr, tc.weight_decay)
+    id_table = unwrapped.id_embedding.weight if unwrapped.id_embedding is not None else None
+    optimizer = build_optimizer(model, tc.lr, tc.weight_decay, id_table, id_cfg.lr if id_cfg else None)
     scheduler = linear_warmup_decay(optimizer, steps * tc.epochs, tc.warmup_ratio)
     if resume_from is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -191,13 +216,15 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         items = load_items(processed)
         valid = sample_examples(load_examples(processed, "valid"), tc.val_max_users, tc.seed)
     miner = hard_negative_miner(cfg) if tc.hard_negatives else None  # every worker mines its own batches
+    miner_rows = vocab.rows_for_hashes(torch.as_tensor(miner.keys)).to(device) if miner is not None and vocab is not None else None
 
     step, history = state["step"], list(state["history"])
     for epoch in range(state["epoch"], tc.epochs):
         if miner is not None:
             unwrapped.eval()
             with autocast:
-                miner.refresh(unwrapped.item_tower, tokenizer, cfg.model.max_item_tokens, device)
+                miner.refresh(unwrapped.item_tower, tokenizer, cfg.model.max_item_tokens, device,
+                              finish=lambda v: unwrapped.add_ids(v, miner_rows))
         model.train()
         batches = iter(shard.iter_torch_batches(
             batch_size=tc.batch_size,
@@ -210,15 +237,20 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         for batch in itertools.islice(batches, steps):
             inputs = [batch["user_input_ids"], batch["user_attention_mask"],
                       batch["item_input_ids"], batch["item_attention_mask"]]  # fmt: skip
-            negative_keys = None
+            negative_keys = negatives = None
             if miner is not None:
                 texts, negative_keys = miner.sample(batch["item_keys"])
                 negatives = tokenizer(texts, padding=True, truncation=True, max_length=cfg.model.max_item_tokens,
                                       return_tensors="pt").to(device)  # fmt: skip
                 inputs += [negatives["input_ids"], negatives["attention_mask"]]
                 negative_keys = negative_keys.to(device)
+            ids = {}
+            if vocab is not None:
+                ids["item_id_rows"] = vocab.rows_for_hashes(batch["item_keys"])
+                if negative_keys is not None:
+                    ids["negative_id_rows"] = vocab.rows_for_hashes(negative_keys)
             with autocast:
-                outputs = model(*inputs)  # user, item[, negatives] embeddings, each (rows, dim)
+                outputs = model(*inputs, **ids)  # user, item[, negatives] embeddings, each (rows, dim)
             negative_emb = outputs[2] if len(outputs) > 2 else None
             loss = loss_fn(outputs[0], outputs[1], batch["item_keys"], negative_emb, negative_keys)
             optimizer.zero_grad(set_to_none=True)
@@ -239,7 +271,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
             with autocast:
                 recall = recall_at_k(
                     unwrapped, tokenizer, items, valid, tc.val_k,
-                    cfg.model.max_user_tokens, cfg.model.max_item_tokens, device=device,
+                    cfg.model.max_user_tokens, cfg.model.max_item_tokens, device=device, id_vocab=vocab,
                 )
         recall = _from_rank0(recall)
         metrics = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, metric: recall}
@@ -250,5 +282,5 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         _report(metrics, rank, unwrapped, tokenizer, cfg, {
             "epoch": epoch + 1, "step": step, "history": history,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        })
+        }, vocab)
     return history

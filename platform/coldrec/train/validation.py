@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from coldrec.model.encoder import encode_texts
+from coldrec.model.id_embedding import IdVocab
 from coldrec.model.towers import TwoTowerModel
 
 
@@ -35,6 +36,7 @@ def recall_at_k(
     max_item_tokens: int = 64,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    id_vocab: IdVocab | None = None,
 ) -> float:
     """Fraction of ``examples`` whose ``target`` ranks in the top ``k`` of the catalog.
 
@@ -42,6 +44,7 @@ def recall_at_k(
     ``target``. Examples whose target is not in the catalog can never be hit, so they
     are left out (and counted in a printed note) rather than silently scored as misses.
     The model is put in eval mode for the pass and restored to its previous mode.
+    With ``id_vocab`` (a model with an ID table), warm items get their ID vectors added.
     """
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
@@ -68,6 +71,11 @@ def recall_at_k(
         item_texts = catalog["text"].fillna("").astype(str).tolist()
         user_texts = examples["profile_text"].fillna("").astype(str).tolist()
         item_emb = encode_texts(model.item_tower, tokenizer, item_texts, max_item_tokens, batch_size, device)
+        if id_vocab is not None:
+            scenes = catalog["scene"].astype(str) if id_vocab.with_scene and "scene" in catalog else None
+            rows = torch.as_tensor(id_vocab.rows(catalog["item_id"].astype(str), scenes), device=item_emb.device)
+            with torch.inference_mode():
+                item_emb = model.add_ids(item_emb, rows)
         user_emb = encode_texts(model.user_tower, tokenizer, user_texts, max_user_tokens, batch_size, device)
     finally:
         model.train(was_training)
