@@ -13,6 +13,7 @@ import yaml
 
 from coldrec.index.item_index import ItemIndex, write_latest
 from coldrec.serve.app import AppArgs, build_app
+from coldrec.serve.coalesce import Coalescer
 from coldrec.serve.reranker import mmr_rerank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,7 +179,7 @@ def test_build_app_is_a_serve_builder_typed_with_app_args():
     assert inspect.signature(build_app).parameters["args"].annotation is AppArgs
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("name", ["local.yaml", "gpu.yaml", "gpu-single-node.yaml"])
 def test_serve_configs_parse(name):
     from ray.serve.schema import ServeDeploySchema
 
@@ -189,6 +190,9 @@ def test_serve_configs_parse(name):
     assert {d.name for d in app.deployments} == {"Ingress", "ProfileEncoder", "Retriever", "Reranker"}
     encoder = next(d for d in app.deployments if d.name == "ProfileEncoder")
     assert {"max_batch_size", "batch_wait_timeout_s"} <= set(encoder.user_config)
+    ingress = next(d for d in app.deployments if d.name == "Ingress")
+    Coalescer(None).configure(ingress.user_config)  # the Ingress applies it so in reconfigure
+    assert ingress.max_ongoing_requests >= ingress.user_config["max_batch_size"]  # queued requests count as ongoing
     if name == "gpu.yaml":
         assert encoder.ray_actor_options.num_gpus > 0
         autoscaled = {d.name for d in app.deployments if d.autoscaling_config}
@@ -201,3 +205,104 @@ def test_mmr_rerank():
     assert [c["item_id"] for c in mmr_rerank(cands, 3)] == ["a", "a2", "b"]  # stable: ties by id
     assert [c["item_id"] for c in mmr_rerank(cands, 2, diversity=0.5)] == ["a", "b"]  # near-duplicate a2 drops
     assert mmr_rerank([], 3, diversity=0.5) == []
+
+
+def test_concurrent_recommends_are_coalesced_and_answered_as_alone(client):
+    """A burst of /recommend requests shares its downstream calls, and every request still gets
+    the answer (or the 4xx) it gets alone."""
+    import concurrent.futures
+
+    from ray import serve
+
+    bodies = [{"text": f"tools for lab work {n}", "k": 4} for n in range(6)]
+    bodies += [{"item_ids": [f"i{n}", f"i{n + 2}"], "k": 3, "exclude_seen": n % 2 == 0} for n in range(5)]
+    bodies += [{"text": "gloves", "item_ids": ["i1"], "k": 4, "scene": "lab"}, {"text": "beaker", "k": 5, "scene": "shop"}]  # fmt: skip
+    bad = [({"item_ids": ["i2", "nope"], "k": 3}, 404), ({"text": "tools", "scene": "moon"}, 422)]
+    alone = [client.post("/recommend", json=body) for body in bodies]
+    assert all(r.status_code == 200 for r in alone), [r.text for r in alone]
+
+    handles = {name: serve.get_deployment_handle(name, "coldrec-test") for name in ("Ingress", "Retriever", "Reranker")}
+    calls = {name: lambda name=name: handles[name].info.remote().result()["calls"] for name in ("Retriever", "Reranker")}
+    before = {name: calls[name]() for name in calls}
+    # One slot and a long wait make the burst coalesce whatever this machine's timing (the answers
+    # never depend on it); a full batch ends the wait early.
+    handles["Ingress"].reconfigure.remote({"max_concurrent_batches": 1, "batch_wait_timeout_s": 2.0}).result()
+    try:
+        requests = [*bodies, *(body for body, _ in bad)]
+        with concurrent.futures.ThreadPoolExecutor(len(requests)) as pool:
+            replies = list(pool.map(lambda body: client.post("/recommend", json=body), requests))
+    finally:
+        handles["Ingress"].reconfigure.remote({"max_concurrent_batches": 2, "batch_wait_timeout_s": 0.0}).result()
+    after = {name: calls[name]() for name in calls}
+
+    for body, one, batched in zip(bodies, alone, replies):
+        assert batched.status_code == 200, (body, batched.text)
+        expected, got = one.json()["items"], batched.json()["items"]
+        assert [i["item_id"] for i in got] == [i["item_id"] for i in expected], body
+        assert [i["score"] for i in got] == pytest.approx([i["score"] for i in expected], abs=1e-4)
+        assert [i["reason"] for i in got] == [i["reason"] for i in expected]
+    for (body, status), reply in zip(bad, replies[len(bodies):]):
+        assert reply.status_code == status, reply.text
+
+    def grew(name: str, key: str) -> int:
+        return after[name].get(key, 0) - before[name].get(key, 0)
+
+    # Every valid request was searched and reranked exactly once, none of them alone.
+    assert grew("Retriever", "queries") == grew("Reranker", "lists") == len(bodies)
+    assert grew("Retriever", "search") == grew("Reranker", "rerank") == 0
+    assert 1 <= grew("Retriever", "search_many") < len(bodies) and 1 <= grew("Reranker", "rerank_many") < len(bodies)
+    # The item-id requests (6, counting the one with an unknown id) shared their lookups too.
+    assert 1 <= grew("Retriever", "lookup") < 6
+
+
+def test_search_many_answers_each_query_as_search_does(tiny_backbone, tmp_path):
+    import asyncio
+
+    from coldrec.serve.retriever import Retriever
+
+    retriever = Retriever.func_or_class(str(tiny_index(tmp_path, tiny_backbone)))
+    vectors = [retriever.index.vector(f"i{n}") for n in range(5)]
+    queries = [
+        {"k": 4, "exclude": ["i0"], "scene": None, "category": None},
+        {"k": 4, "exclude": ["i1", "i3"], "scene": None, "category": None},  # same group as the first
+        {"k": 3, "exclude": [], "scene": "lab", "category": None},
+        {"k": 2, "exclude": None, "scene": "shop", "category": None},
+        {"k": 4, "exclude": [], "scene": None, "category": None},  # its vector failed upstream
+    ]
+    failed = RuntimeError("encoding failed")
+
+    async def main():
+        many = await retriever.search_many([*vectors[:4], failed], queries)
+        one = [await retriever.search(v, **q) for v, q in zip(vectors[:4], queries[:4])]
+        broken = await retriever.search_many([vectors[0], np.ones(3, dtype=np.float32)], [queries[0], queries[2]])
+        return many, one, broken
+
+    many, one, broken = asyncio.run(main())
+    assert many[4] is failed
+    for got, expected in zip(many[:4], one):
+        assert [c["item_id"] for c in got] == [c["item_id"] for c in expected]
+        assert [c["score"] for c in got] == pytest.approx([c["score"] for c in expected], abs=1e-6)
+    assert [len(answer) for answer in many[:4]] == [4, 4, 3, 2]
+    assert not {"i1", "i3"} & {c["item_id"] for c in many[1]}
+    assert all(int(c["item_id"][1:]) % 2 == 1 for c in many[2]) and all(int(c["item_id"][1:]) % 2 == 0 for c in many[3])
+    # A query that fails (a vector of the wrong size) fails alone.
+    assert [c["item_id"] for c in broken[0]] == [c["item_id"] for c in one[0]]
+    assert isinstance(broken[1], ValueError) and "dim" in str(broken[1])
+    assert retriever.calls["search_many"] == 2 and retriever.calls["queries"] == 7
+
+
+def test_rerank_many_answers_each_list_as_rerank_does():
+    from coldrec.serve.reranker import Reranker
+
+    reranker = Reranker.func_or_class(diversity=0.2)
+    vec = {"a": [1.0, 0.0], "a2": [0.99, 0.141], "b": [0.0, 1.0]}
+    cands = [{"item_id": i, "title": i.upper(), "text": "", "score": s, "vector": np.array(vec[i])}
+             for i, s in [("a2", 0.9), ("b", 0.8), ("a", 0.9)]]  # fmt: skip
+    failed = RuntimeError("search failed")
+    params = [{"k": 2}, {"k": 3, "exclude": ["a"], "context": {"words": ["b"]}}, {"k": 2}, {"k": 2}]
+    answers = reranker.rerank_many([cands, cands, failed, [{"item_id": "x"}]], params)
+    assert answers[0] == reranker.rerank(cands, 2)
+    assert answers[1] == reranker.rerank(cands, 3, ["a"], {"words": ["b"]})
+    assert answers[2] is failed
+    assert isinstance(answers[3], KeyError)  # a malformed list fails alone
+    assert reranker.info()["calls"] == {"rerank_many": 1, "lists": 4, "rerank": 2}

@@ -1,5 +1,9 @@
 """ProfileEncoder: the user tower as a Serve deployment, batching concurrent requests
-(and the item tower, unbatched, for items added to the catalog at run time)."""
+(and the item tower, unbatched, for items added to the catalog at run time).
+
+The Ingress sends a whole batch of coalesced requests in one ``encode_many`` call; its texts go
+through the same ``@serve.batch`` queue as single ``encode`` calls, so batches from several Ingress
+replicas still merge into one forward pass."""
 
 from __future__ import annotations
 
@@ -51,6 +55,11 @@ class ProfileEncoder:
         # (and filling the next batch) meanwhile.
         vectors = await asyncio.to_thread(self.encoder.encode_users, texts)  # (batch, dim)
         return list(vectors)
+
+    async def encode_many(self, texts: list[str]) -> list[np.ndarray | BaseException]:
+        """``encode`` for many texts in one Serve call: one vector (dim,) per text, or in its place the
+        exception its forward pass raised (the Retriever passes that on to the text's request alone)."""
+        return await asyncio.gather(*(self.encode(text) for text in texts), return_exceptions=True)
 
     async def encode_items(self, texts: list[str]) -> np.ndarray:
         """The item tower for catalog edits: (len(texts), dim). Not batched: edits are rare next to queries."""

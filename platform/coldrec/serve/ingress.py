@@ -10,6 +10,13 @@
     GET    /users/{id}/profile   top categories / brands / genres, recent items, key words
     GET    /healthz, /readyz
 
+/recommend requests are validated one by one (every 4xx below is decided per request), then
+coalesced (:mod:`coldrec.serve.coalesce`): the requests that queued while earlier ones were in
+flight make one ``encoder.encode_many`` -> ``retriever.search_many`` -> ``reranker.rerank_many``
+chain, and the item-id lookups that build their profiles one ``retriever.lookup``. Each Serve call
+costs CPU on both sides whatever it carries, so under load this divides that cost by the batch size;
+a request at an idle replica starts at once. Batch size and slots: ``user_config`` in serve_configs.
+
 Catalog edits go to the store's change log; every Retriever replica applies the log before its next
 answer, so an acknowledged edit is visible to the very next request. Every ``compact_every`` edits
 (per ingress replica) the ingress compacts that log to each item's latest change (safe while
@@ -30,6 +37,7 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from coldrec.serve.coalesce import Coalescer
 from coldrec.serve.errors import install_error_handlers
 from coldrec.serve.metrics import install_metrics
 from coldrec.serve.profile import informative_words, summarize
@@ -45,6 +53,24 @@ install_error_handlers(api)
 install_metrics(api)
 ItemIdPath = Path(min_length=1, max_length=200)
 logger = logging.getLogger("ray.serve")
+# Coalescing for apps built in code (tests, notebooks); serve_configs/*.yaml set it as user_config.
+# No wait: a free slot takes whatever queued meanwhile, so batches grow with the load by themselves and
+# a lone request never waits. 16 = the encoder's batch on a laptop; two batches in flight let one be
+# encoded while the other is searched and reranked.
+BATCH_DEFAULTS = {"max_batch_size": 16, "batch_wait_timeout_s": 0.0, "max_concurrent_batches": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    """One validated /recommend, ready for the graph: the best ``k`` of ``candidates`` retrieved items."""
+
+    profile: str  # the user tower's input text
+    k: int
+    candidates: int
+    exclude: list[str]
+    scene: str | None
+    category: str | None
+    context: dict[str, Any]  # the reranker's: {"history": [...], "words": [...]}
 
 
 def compact_if_due(store: Store, writes: int, every: int) -> int | None:
@@ -93,6 +119,15 @@ class Ingress:
         self._scenes: set[str] = set()
         self.compact_every = compact_every
         self._writes = 0
+        # Concurrent /recommend requests share their downstream calls (coldrec.serve.coalesce).
+        self._recommendations = Coalescer(self._recommend_many, **BATCH_DEFAULTS)
+        self._lookups = Coalescer(self._lookup_many, **BATCH_DEFAULTS)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``user_config``: {max_batch_size, batch_wait_timeout_s, max_concurrent_batches} for coalescing
+        /recommend requests; applied live, from the next batch on."""
+        for coalescer in (self._recommendations, self._lookups):
+            coalescer.configure(config)
 
     # ---- health ---------------------------------------------------------------------------
     @api.get("/healthz", response_model=Health)
@@ -125,7 +160,7 @@ class Ingress:
         history = await self._history(request.user_id) if request.user_id is not None else []
         history_ids = [i for i in dict.fromkeys(e.item_id for e in history) if i not in item_ids]
         wanted = item_ids + history_ids
-        known: dict[str, dict[str, Any]] = await self.retriever.lookup.remote(wanted, True) if wanted else {}
+        known: dict[str, dict[str, Any]] = await self._lookups(wanted) if wanted else {}
         unknown = [i for i in item_ids if i not in known]  # history items deleted since are simply skipped
         if unknown:
             raise HTTPException(404, detail={"message": f"{len(unknown)} unknown item_ids", "item_ids": unknown})
@@ -141,13 +176,29 @@ class Ingress:
             "history": [{"item_id": i, "title": known[i]["title"], "vector": known[i]["vector"]} for i in profile_ids],
             "words": informative_words(request.text),
         }
-        # Compose without waiting in between: each DeploymentResponse is handed to the next call.
-        vector = self.encoder.encode.remote(profile)
-        candidates = self.retriever.search.remote(
-            vector, max(self.candidates, request.k), exclude, request.scene, request.category
-        )
-        ranked: list[dict[str, Any]] = await self.reranker.rerank.remote(candidates, request.k, exclude, context)
+        job = Recommendation(profile, request.k, max(self.candidates, request.k), exclude, request.scene,
+                             request.category, context)  # fmt: skip
+        ranked = await self._recommendations(job)
         return RecommendResponse(items=[RecommendedItem(**r) for r in ranked], model_version=self.model_version)
+
+    async def _recommend_many(self, jobs: list[Recommendation]) -> list[list[dict[str, Any]] | BaseException]:
+        """encode -> search -> rerank for every coalesced request: one call per deployment for the batch.
+
+        Composed without waiting in between: each DeploymentResponse is handed to the next call. A
+        request whose own step failed gets its exception back in its place (the others are answered);
+        a call that fails as a whole raises, and the Coalescer gives every request that error."""
+        vectors = self.encoder.encode_many.remote([job.profile for job in jobs])
+        candidates = self.retriever.search_many.remote(
+            vectors, [{"k": j.candidates, "exclude": j.exclude, "scene": j.scene, "category": j.category} for j in jobs]
+        )
+        return await self.reranker.rerank_many.remote(
+            candidates, [{"k": j.k, "exclude": j.exclude, "context": j.context} for j in jobs]
+        )
+
+    async def _lookup_many(self, wanted: list[list[str]]) -> list[dict[str, dict[str, Any]]]:
+        """One ``retriever.lookup`` (with vectors) for the item ids of every coalesced request."""
+        known = await self.retriever.lookup.remote(list(dict.fromkeys(i for ids in wanted for i in ids)), True)
+        return [{i: known[i] for i in ids if i in known} for ids in wanted]
 
     @api.get("/items/{item_id}/similar", response_model=SimilarResponse)
     async def similar(

@@ -10,10 +10,14 @@ relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions 
 validation split for this index version (``<index version>/rerank/``); without them, relevance is
 the content score. Then MMR trades relevance for diversity. Items added through the API since the
 fit are unknown to the signals: no behaviour, no popularity, freshness 1 (brand new).
+
+The Ingress coalesces concurrent /recommend requests into one ``rerank_many(candidate_lists,
+params)`` call, each request's params being ``rerank``'s {k, exclude, context}.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -121,6 +125,7 @@ class Reranker:
         self.diversity = diversity
         self.signals: BehaviourSignals | None = None
         self.weights = FusionWeights()
+        self.calls: Counter = Counter()  # calls per method (and lists reranked by rerank_many), for info()
         if reranker_dir:
             self.signals, self.weights = load_reranker(reranker_dir)
 
@@ -142,6 +147,39 @@ class Reranker:
         context: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """The final top ``k``: never an excluded item, then fusion and MMR; each with a reason, vectors dropped."""
+        self.calls["rerank"] += 1
+        return self._rerank(candidates, k, exclude, context)
+
+    def rerank_many(
+        self, candidate_lists: list[list[dict[str, Any]] | BaseException], params: list[dict[str, Any]]
+    ) -> list[list[dict[str, Any]] | BaseException]:
+        """``rerank`` for a batch of coalesced requests, ``params[i]`` = {k, exclude, context} for list i.
+
+        An exception in place of a list (its search failed) is passed on, and so is one a list's own
+        reranking raises, so one bad request never fails the others."""
+        self.calls["rerank_many"] += 1
+        self.calls["lists"] += len(candidate_lists)
+        answers: list[list[dict[str, Any]] | BaseException] = []
+        for candidates, kwargs in zip(candidate_lists, params):
+            if isinstance(candidates, BaseException):
+                answers.append(candidates)
+                continue
+            try:
+                answers.append(self._rerank(candidates, **kwargs))
+            except Exception as err:
+                answers.append(err)
+        return answers
+
+    def info(self) -> dict[str, Any]:
+        return {"diversity": self.diversity, "learned": self.signals is not None, "calls": dict(self.calls)}
+
+    def _rerank(
+        self,
+        candidates: list[dict[str, Any]],
+        k: int,
+        exclude: list[str] | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         seen = set(exclude or ())
         fresh = [c for c in candidates if c["item_id"] not in seen]
         history, words = (context or {}).get("history") or [], (context or {}).get("words") or []
