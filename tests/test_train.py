@@ -282,6 +282,12 @@ def test_rerun_with_same_name_resumes_from_latest_checkpoint(ray_session, tiny_b
     state = torch.load(second.latest_checkpoint / "train_state.pt", weights_only=True)
     assert state["epoch"] == 2 and state["optimizer"]["state"]  # optimizer moments carried over
 
+    # Adapters on the original backbone would silently drop what this run trained: refused.
+    lora = tiny_config(tmp_path, tiny_backbone, epochs=3, max_steps_per_epoch=2).model_dump()
+    lora["model"]["lora"] = {"r": 2}
+    with pytest.raises(Exception, match="without model.lora"):
+        train(PipelineConfig.model_validate(lora))
+
 
 def test_lora_trains_adapters_only_and_merges_into_plain_weights(tiny_backbone, tmp_path):
     from transformers import AutoModel

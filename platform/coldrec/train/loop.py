@@ -171,6 +171,11 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     if resume_from is not None:
         with resume_from.as_directory() as ckpt_dir:
             state = torch.load(Path(ckpt_dir) / TRAIN_STATE_FILE, map_location="cpu", weights_only=True)
+            if cfg.model.lora is not None and "lora" not in state:  # else its trained weights would be dropped
+                raise ValueError(
+                    f"run {tc.run_name!r} was trained without model.lora and cannot resume with it: "
+                    "start a new run (another train.run_name, or train.resume=false)"
+                )
             # With LoRA the checkpoint holds merged weights: resume the saved adapters on the original backbone.
             tokenizer, backbone = load_backbone(cfg.model.backbone if cfg.model.lora else ckpt_dir)
             id_state = load_id_state(ckpt_dir) if id_cfg is not None else None
