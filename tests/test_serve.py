@@ -306,3 +306,29 @@ def test_rerank_many_answers_each_list_as_rerank_does():
     assert answers[2] is failed
     assert isinstance(answers[3], KeyError)  # a malformed list fails alone
     assert reranker.info()["calls"] == {"rerank_many": 1, "lists": 4, "rerank": 2}
+
+
+def test_profile_encoder_keeps_a_warm_items_id_vector_on_edits(tiny_backbone, tmp_path):
+    """A catalog edit of an item the model has an ID vector for is encoded with it; a new item without."""
+    import asyncio
+
+    import torch
+
+    from coldrec.config import ModelConfig
+    from coldrec.model.backbone import load_backbone
+    from coldrec.model.checkpoint import EncoderSettings, save_checkpoint
+    from coldrec.model.encoder import TextEncoder
+    from coldrec.model.id_embedding import IdVocab, save_id_table
+    from coldrec.serve.encoder import ProfileEncoder
+
+    tokenizer, backbone = load_backbone(tiny_backbone)
+    settings = EncoderSettings.from_configs(ModelConfig(backbone=tiny_backbone))
+    save_checkpoint(backbone, tokenizer, settings, tmp_path)
+    save_id_table(tmp_path, IdVocab(["shop\x1fi1"], with_scene=True), torch.cat([torch.zeros(1, 32), torch.ones(1, 32)]))
+    replica = ProfileEncoder.func_or_class(str(tmp_path), settings.model_dump(), 32)
+    texts = ["Digital caliper. Industrial", "Digital caliper. Industrial"]
+    vectors = asyncio.run(replica.encode_items(texts, ["i1", "new"], ["shop", "shop"]))
+    text_only = TextEncoder.load(tmp_path, device="cpu").encode_items(texts[:1])[0]
+    assert np.allclose(vectors[1], text_only, atol=1e-5)  # a new item: its text
+    fused = text_only + 1.0
+    assert np.allclose(vectors[0], fused / np.linalg.norm(fused), atol=1e-5)  # the warm item keeps its ID vector

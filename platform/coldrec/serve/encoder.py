@@ -61,9 +61,12 @@ class ProfileEncoder:
         exception its forward pass raised (the Retriever passes that on to the text's request alone)."""
         return await asyncio.gather(*(self.encode(text) for text in texts), return_exceptions=True)
 
-    async def encode_items(self, texts: list[str]) -> np.ndarray:
-        """The item tower for catalog edits: (len(texts), dim). Not batched: edits are rare next to queries."""
-        return await asyncio.to_thread(self.encoder.encode_items, list(texts))
+    async def encode_items(self, texts: list[str], item_ids: list[str] | None = None,
+                           scenes: list[str] | None = None) -> np.ndarray:
+        """The item tower for catalog edits: (len(texts), dim). Not batched: edits are rare next to queries.
+        With ``item_ids`` (and ``scenes``), an item the model has an ID vector for (a warm item whose
+        text was edited) keeps it; new items are encoded from their text alone."""
+        return await asyncio.to_thread(self.encoder.encode_items, list(texts), 64, item_ids, scenes)
 
     def info(self) -> dict[str, Any]:
         import torch

@@ -234,7 +234,7 @@ class Ingress:
         row: dict[str, Any] = {"item_id": item_id, **fields.model_dump(exclude={"item_id"})}
         row["scene"] = row["scene"] or self.default_scene
         row["text"] = render_item_text(row, self.scene_prefix)
-        vectors = await self.encoder.encode_items.remote([row["text"]])  # (1, dim)
+        vectors = await self.encoder.encode_items.remote([row["text"]], [item_id], [row["scene"] or ""])  # (1, dim)
         seq = await self._call(lambda store: store.put_item(row, vectors[0], self.model_version))
         await self._wrote()
         return CatalogWrite(item_id=item_id, op="put", seq=seq)

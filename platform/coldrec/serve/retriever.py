@@ -149,7 +149,10 @@ class Retriever:
         if stale:
             if self.encoder is None:
                 raise RuntimeError(f"{len(stale)} catalog changes were encoded by another model and no encoder is bound")
-            fresh = await self.encoder.encode_items.remote([puts[i].row.get("text", "") for i in stale])
+            stale_puts = [puts[i] for i in stale]
+            fresh = await self.encoder.encode_items.remote(
+                [c.row.get("text", "") for c in stale_puts], [c.item_id for c in stale_puts],
+                [_text(c.row.get("scene")) for c in stale_puts])
             for i, vector in zip(stale, fresh):
                 vectors[i] = vector
         index.upsert([dict(c.row) for c in puts], np.stack(vectors))  # (changes, dim)
