@@ -151,3 +151,19 @@ def test_configure_validates_and_applies():
     with pytest.raises(ValueError, match="unknown batch settings"):
         coalescer.configure({"batch_size": 8})
     assert coalescer.max_batch_size == 32  # a refused update changes nothing
+
+
+def test_on_batch_hears_every_batch_size():
+    async def main():
+        sizes: list[int] = []
+        work = Recorder()
+        coalescer = Coalescer(work, max_batch_size=4, max_concurrent_batches=1, on_batch=sizes.append)
+        first = asyncio.ensure_future(coalescer(1))
+        await settle()
+        rest = [asyncio.ensure_future(coalescer(i)) for i in range(2, 7)]
+        await settle()
+        work.release.set()
+        await asyncio.gather(first, *rest)
+        assert sizes == [len(b) for b in work.batches] == [1, 4, 1]
+
+    asyncio.run(main())

@@ -224,7 +224,7 @@ def test_metric_objects_record_in_a_ray_worker(ray_session):
 
     @ray.remote(num_cpus=0)
     def record() -> bool:
-        from coldrec.serve.metrics import catalog_gauges, http_metrics
+        from coldrec.serve.metrics import batch_histogram, batch_recorder, catalog_gauges, http_metrics
 
         requests, errors, latency = http_metrics()
         tags = {"route": "/recommend", "method": "POST", "status": "200"}
@@ -233,6 +233,8 @@ def test_metric_objects_record_in_a_ray_worker(ray_session):
         latency.observe(12.5, tags={"route": "/recommend", "method": "POST"})
         for gauge in catalog_gauges():
             gauge.set(3, tags={"model_version": "v"})
+        batch_histogram().observe(4, tags={"stage": "recommend"})
+        batch_recorder("lookup")(2)
         return True
 
     assert ray.get(record.remote())

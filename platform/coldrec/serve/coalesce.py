@@ -34,8 +34,11 @@ class Coalescer(Generic[T, R]):
         max_batch_size: int = 16,
         batch_wait_timeout_s: float = 0.0,
         max_concurrent_batches: int = 2,
+        on_batch: Callable[[int], None] | None = None,
     ):
+        """``on_batch(size)`` is told every batch's size as it starts (a metric); it must not raise."""
         self.fn = fn
+        self.on_batch = on_batch
         self.max_batch_size, self.batch_wait_timeout_s, self.max_concurrent_batches = 1, 0.0, 1
         self.configure({"max_batch_size": max_batch_size, "batch_wait_timeout_s": batch_wait_timeout_s,
                         "max_concurrent_batches": max_concurrent_batches})  # fmt: skip
@@ -109,6 +112,8 @@ class Coalescer(Generic[T, R]):
     async def _run_batch(self, batch: list[tuple[T, asyncio.Future]]) -> None:
         items, futures = [item for item, _ in batch], [future for _, future in batch]
         self.batches, self.items = self.batches + 1, self.items + len(items)
+        if self.on_batch is not None:
+            self.on_batch(len(items))
         try:
             results: Sequence[Any] = await self.fn(items)
             if len(results) != len(items):

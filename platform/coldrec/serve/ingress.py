@@ -39,7 +39,7 @@ from ray.serve.handle import DeploymentHandle
 
 from coldrec.serve.coalesce import Coalescer
 from coldrec.serve.errors import install_error_handlers
-from coldrec.serve.metrics import install_metrics
+from coldrec.serve.metrics import batch_recorder, install_metrics
 from coldrec.serve.profile import informative_words, summarize
 from coldrec.serve.schemas import Health, RecommendedItem, RecommendRequest, RecommendResponse
 from coldrec.serve.state_schemas import (
@@ -120,8 +120,9 @@ class Ingress:
         self.compact_every = compact_every
         self._writes = 0
         # Concurrent /recommend requests share their downstream calls (coldrec.serve.coalesce).
-        self._recommendations = Coalescer(self._recommend_many, **BATCH_DEFAULTS)
-        self._lookups = Coalescer(self._lookup_many, **BATCH_DEFAULTS)
+        self._recommendations = Coalescer(self._recommend_many, **BATCH_DEFAULTS,
+                                          on_batch=batch_recorder("recommend"))  # fmt: skip
+        self._lookups = Coalescer(self._lookup_many, **BATCH_DEFAULTS, on_batch=batch_recorder("lookup"))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: {max_batch_size, batch_wait_timeout_s, max_concurrent_batches} for coalescing

@@ -5,6 +5,8 @@ metrics agent, like Serve's own ``ray_serve_*`` series).
     coldrec_http_errors_total{route, method, status}         (status >= 400)
     coldrec_http_latency_ms{route, method}                   histogram
     coldrec_catalog_items / coldrec_catalog_seq              gauges, set by the Retriever
+    coldrec_batch_size{stage}                                histogram: requests per coalesced
+                                                             downstream call (stage: recommend, lookup)
 
 ``route`` is the route's template (``/items/{item_id}``), never the raw path, so ids do not
 explode the series count. Metric objects are made on first use, inside the replica process.
@@ -18,6 +20,7 @@ from functools import lru_cache
 from fastapi import FastAPI, Request
 
 LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64]
 
 
 @lru_cache(maxsize=1)
@@ -41,6 +44,26 @@ def catalog_gauges():
         Gauge("coldrec_catalog_items", "Items in a Retriever replica's index", tag_keys=("model_version",)),
         Gauge("coldrec_catalog_seq", "Last catalog change a Retriever replica applied", tag_keys=("model_version",)),
     )
+
+
+@lru_cache(maxsize=1)
+def batch_histogram():
+    from ray.util.metrics import Histogram
+
+    return Histogram("coldrec_batch_size", "Requests sharing one coalesced downstream call",
+                     BATCH_BOUNDARIES, tag_keys=("stage",))  # fmt: skip
+
+
+def batch_recorder(stage: str):
+    """``on_batch`` for a Coalescer: observes each batch's size under ``stage``."""
+
+    def record(size: int) -> None:
+        try:
+            batch_histogram().observe(size, tags={"stage": stage})
+        except Exception:  # metrics must never fail a request (e.g. outside a Ray worker)
+            pass
+
+    return record
 
 
 def install_metrics(api: FastAPI) -> None:
