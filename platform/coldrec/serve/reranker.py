@@ -173,13 +173,8 @@ class Reranker:
     def info(self) -> dict[str, Any]:
         return {"diversity": self.diversity, "learned": self.signals is not None, "calls": dict(self.calls)}
 
-    def _rerank(
-        self,
-        candidates: list[dict[str, Any]],
-        k: int,
-        exclude: list[str] | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> list[dict[str, Any]]:
+    def _rerank(self, candidates: list[dict[str, Any]], k: int, exclude: list[str] | None = None,
+                context: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
         seen = set(exclude or ())
         fresh = [c for c in candidates if c["item_id"] not in seen]
         history, words = (context or {}).get("history") or [], (context or {}).get("words") or []
