@@ -87,6 +87,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def keys_with_scene(cfg: PipelineConfig) -> bool:
+    """Whether item keys include the scene: when several scenes train together, so that equal ids
+    of different catalogs stay apart. The batches' keys (trainer reads the scene column), the hard
+    negatives' and the ID vocabulary's must all follow this one rule."""
+    return bool(cfg.train.extra_datasets)
+
+
 def train_folders(cfg: PipelineConfig) -> list[Path]:
     """``examples/train`` of this config's dataset, then of each of ``train.extra_datasets``."""
     return [Path(d) / "examples" / "train" for d in [cfg.data.processed_dir, *cfg.train.extra_datasets]]
@@ -99,12 +106,12 @@ def hard_negative_miner(cfg: PipelineConfig) -> HardNegativeMiner:
     tc = cfg.train
     catalog = pd.concat([load_items(Path(d)) for d in [cfg.data.processed_dir, *tc.extra_datasets]], ignore_index=True)
     return HardNegativeMiner(catalog, tc.hard_negatives, tc.hard_negative_pool, tc.hard_negative_skip,
-                             with_scene=bool(tc.extra_datasets), seed=tc.seed)  # fmt: skip
+                             with_scene=keys_with_scene(cfg), seed=tc.seed)  # fmt: skip
 
 
 def id_vocab(cfg: PipelineConfig) -> IdVocab:
     """The warm items of this run's training data (its dataset and ``train.extra_datasets``)."""
-    targets, scenes = read_targets(train_folders(cfg), with_scene=bool(cfg.train.extra_datasets))
+    targets, scenes = read_targets(train_folders(cfg), with_scene=keys_with_scene(cfg))
     return IdVocab.from_targets(targets, scenes, cfg.model.id_embedding.min_count)
 
 
@@ -191,9 +198,12 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     vocab = None
     if id_cfg is not None:  # a resumed run keeps the vocabulary its table was trained with
         vocab = id_state[0] if id_state is not None else id_vocab(cfg)
+        if not len(vocab):
+            raise ValueError(f"no training target is seen model.id_embedding.min_count={id_cfg.min_count} times")
         if rank == 0:
             print(f"[train] ID embedding for {len(vocab)} warm items (seen >= {id_cfg.min_count} times)")
-    tower = TwoTowerModel(backbone, num_ids=len(vocab) if vocab else 0, id_dropout=id_cfg.dropout if id_cfg else 0.0)
+    tower = TwoTowerModel(backbone, num_ids=len(vocab) if vocab is not None else 0,
+                          id_dropout=id_cfg.dropout if id_cfg else 0.0)  # fmt: skip
     if id_state is not None:
         tower.id_embedding.weight.data.copy_(id_state[1])
     # The backbone's pooler is computed but never reaches the loss (we mean-pool), so DDP

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from coldrec.config import PipelineConfig, TrainConfig
 from coldrec.train.batching import TRAIN_COLUMNS
-from coldrec.train.loop import TRAIN_STATE_FILE, recall_metric, train_folders, train_loop_per_worker
+from coldrec.train.loop import TRAIN_STATE_FILE, keys_with_scene, recall_metric, train_folders, train_loop_per_worker
 
 BEST_MODEL_DIRNAME = "best_model"
 
@@ -109,7 +109,7 @@ def train(cfg: PipelineConfig) -> TrainResult:
         check_inputs(Path(extra), train_only=True)
     set_aside_previous_run(tc)
     train_data = ray.data.read_parquet([str(f) for f in train_folders(cfg)],
-                                       columns=TRAIN_COLUMNS + (["scene"] if tc.extra_datasets else []))
+                                       columns=TRAIN_COLUMNS + (["scene"] if keys_with_scene(cfg) else []))
     if tc.extra_datasets:  # one stream of all scenes, not one scene after another
         train_data = train_data.random_shuffle(seed=tc.seed)
 
