@@ -415,6 +415,8 @@ def test_id_embedding_run_trains_warm_rows_saves_the_table_and_resumes_it(ray_se
     vocab2, table2 = load_id_state(second.latest_checkpoint)
     assert vocab2.keys == vocab.keys
     assert (table2[1:][trained] != table[1:][trained]).any()  # the resumed table trained on
+    with pytest.raises(Exception, match="with model.id_embedding"):  # resuming without the table: refused
+        train(tiny_config(tmp_path, tiny_backbone, epochs=3, max_steps_per_epoch=3, hard_negatives=1, hard_negative_pool=5))
 
     # The index adds the ID vectors of warm items, exactly as the encoder does; cold ones keep their text.
     best = second.best_model_dir

@@ -27,7 +27,7 @@ from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples, load_items
 from coldrec.model.backbone import load_backbone
 from coldrec.model.checkpoint import EncoderSettings, save_checkpoint
-from coldrec.model.id_embedding import IdVocab, load_id_state, read_targets, save_id_table
+from coldrec.model.id_embedding import ID_TABLE_FILE, IdVocab, load_id_state, read_targets, save_id_table
 from coldrec.model.lora import adapter_state, apply_lora, is_lora, load_adapter_state, merged_backbone
 from coldrec.model.loss import InfoNCELoss
 from coldrec.model.towers import TwoTowerModel
@@ -183,9 +183,14 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                     f"run {tc.run_name!r} was trained without model.lora and cannot resume with it: "
                     "start a new run (another train.run_name, or train.resume=false)"
                 )
+            if (Path(ckpt_dir) / ID_TABLE_FILE).is_file() != (id_cfg is not None):  # the optimizer's groups differ
+                raise ValueError(
+                    f"run {tc.run_name!r} was trained {'with' if id_cfg is None else 'without'} model.id_embedding "
+                    "and cannot resume with that changed: start a new run (another train.run_name, or train.resume=false)"
+                )
             # With LoRA the checkpoint holds merged weights: resume the saved adapters on the original backbone.
             tokenizer, backbone = load_backbone(cfg.model.backbone if cfg.model.lora else ckpt_dir)
-            id_state = load_id_state(ckpt_dir) if id_cfg is not None else None
+            id_state = load_id_state(ckpt_dir)
         if rank == 0:
             print(f"[train] resuming after epoch {state['epoch']} (step {state['step']})")
     else:
@@ -231,7 +236,9 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         items = load_items(processed)
         valid = sample_examples(load_examples(processed, "valid"), tc.val_max_users, tc.seed)
     miner = hard_negative_miner(cfg) if tc.hard_negatives else None  # every worker mines its own batches
-    miner_rows = vocab.rows_for_hashes(torch.as_tensor(miner.keys)).to(device) if miner is not None and vocab is not None else None
+    miner_rows = None  # the catalog's ID table rows, in the miner's order
+    if miner is not None and vocab is not None:
+        miner_rows = vocab.rows_for_hashes(torch.as_tensor(miner.keys)).to(device)
 
     step, history = state["step"], list(state["history"])
     for epoch in range(state["epoch"], tc.epochs):
