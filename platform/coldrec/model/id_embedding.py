@@ -117,7 +117,7 @@ class IdTable:
 
     def __init__(self, vocab: IdVocab, weight: torch.Tensor):
         self.vocab = vocab
-        self.weight = weight.float().numpy()  # (len(vocab) + 1, dim); row 0 is zeros
+        self.weight = weight.float()  # (len(vocab) + 1, dim); row 0 is zeros
 
     @classmethod
     def load(cls, path: str | Path) -> "IdTable | None":
@@ -133,6 +133,5 @@ class IdTable:
         if not warm.any():
             return vectors
         out = vectors.copy()
-        fused = vectors[warm] + self.weight[rows[warm]]
-        out[warm] = fused / np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
+        out[warm] = fuse(torch.from_numpy(vectors[warm]), self.weight[torch.from_numpy(rows[warm])]).numpy()
         return out
