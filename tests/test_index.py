@@ -127,6 +127,10 @@ def test_exclude_add_remove_and_save(built, tmp_path):
     assert all(h[0] != "i3" for h in index.search(index.vector("i4"), k=len(TITLES))[0])
     with pytest.raises(KeyError):
         index.vector("i3")
+    assert np.array_equal(index.vectors(["i4", "i0", "i4"]), np.stack([index.vector(i) for i in ("i4", "i0", "i4")]))
+    assert index.vectors([]).shape == (0, index.dim)
+    with pytest.raises(KeyError):
+        index.vectors(["i4", "i3"])
     with pytest.raises(ValueError, match="dim"):
         index.search(np.zeros((1, 5), dtype=np.float32), k=1)
 
@@ -250,6 +254,7 @@ def test_ivf_writes_and_filtered_search_widen_past_probed_lists(ivf_built):
         index.vector("i0")
     index.upsert([{"item_id": "i0", "scene": "b"}], vectors[5:6])
     assert np.allclose(index.vector("i0"), vectors[5]) and len(index) == 3999
+    assert np.array_equal(index.vectors(["i0", "i2"]), np.stack([index.vector("i0"), index.vector("i2")]))  # the hash map
     assert index.search(vectors[5], k=1, scene="b")[0][0] == ("i0", pytest.approx(1.0, abs=1e-4))
     reloaded = ItemIndex.load(index.save(path.parent / "v2"))
     assert len(reloaded) == 3999 and reloaded._ivf.nprobe == index._ivf.nprobe

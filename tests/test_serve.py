@@ -13,6 +13,7 @@ import yaml
 
 from coldrec.index.item_index import ItemIndex, write_latest
 from coldrec.serve.app import AppArgs, build_app
+from coldrec.serve.candidates import CandidateList
 from coldrec.serve.coalesce import Coalescer
 from coldrec.serve.reranker import mmr_rerank
 
@@ -278,7 +279,7 @@ def test_search_many_answers_each_query_as_search_does(tiny_backbone, tmp_path):
         return many, one, broken
 
     many, one, broken = asyncio.run(main())
-    assert many[4] is failed
+    assert many[4] is failed and all(isinstance(answer, CandidateList) for answer in many[:4])
     for got, expected in zip(many[:4], one):
         assert [c["item_id"] for c in got] == [c["item_id"] for c in expected]
         assert [c["score"] for c in got] == pytest.approx([c["score"] for c in expected], abs=1e-6)
@@ -289,6 +290,25 @@ def test_search_many_answers_each_query_as_search_does(tiny_backbone, tmp_path):
     assert [c["item_id"] for c in broken[0]] == [c["item_id"] for c in one[0]]
     assert isinstance(broken[1], ValueError) and "dim" in str(broken[1])
     assert retriever.calls["search_many"] == 2 and retriever.calls["queries"] == 7
+
+
+def test_candidate_lists_pickle_their_vectors_as_one_block():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    cands = CandidateList({"item_id": f"i{n}", "title": "T", "text": "t", "score": 0.5 - n / 10,
+                           "vector": rng.normal(size=4).astype(np.float16)} for n in range(3))  # fmt: skip
+    buffers: list = []
+    back = pickle.loads(pickle.dumps(cands, protocol=5, buffer_callback=buffers.append), buffers=buffers)
+    assert len(buffers) == 1  # one block, not a buffer per vector (Ray's serializer pays per buffer)
+    assert isinstance(back, CandidateList) and [list(c) for c in back] == [list(c) for c in cands]
+    for got, sent in zip(back, cands):
+        assert {**got, "vector": None} == {**sent, "vector": None}
+        assert got["vector"].dtype == np.float16 and np.array_equal(got["vector"], sent["vector"])
+    mixed = CandidateList([dict(cands[0]), {**cands[1], "vector": None}, {"item_id": "x"}])  # pickled as a list
+    again = pickle.loads(pickle.dumps(mixed))
+    assert isinstance(again, CandidateList) and again[1]["vector"] is None and again[2] == {"item_id": "x"}
+    assert pickle.loads(pickle.dumps(CandidateList())) == []
 
 
 def test_rerank_many_answers_each_list_as_rerank_does():

@@ -203,6 +203,15 @@ class ItemIndex:
                 raise KeyError(item_id)
             return self._index.reconstruct(self._fid[item_id])
 
+    def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of ``item_ids``, shape (len(item_ids), dim), as :meth:`vector` gives
+        each, in one FAISS call (a serving answer reads ~100 of them)."""
+        with self._lock:
+            missing = [i for i in item_ids if i not in self._fid]
+            if missing:
+                raise KeyError(missing[0])
+            return self._index.reconstruct_batch(np.array([self._fid[i] for i in item_ids], dtype=np.int64))
+
     def search(
         self,
         query_vectors: np.ndarray,

@@ -10,6 +10,8 @@ re-encoded with the ProfileEncoder's item tower.
 The Ingress coalesces concurrent /recommend requests into one ``search_many`` call: the log is
 applied once for the whole batch (after the batch formed, so an edit acknowledged before a request
 was sent is still seen), and queries with the same k, scene and category share one FAISS search.
+Each answer is a :class:`~coldrec.serve.candidates.CandidateList`, which Ray sends to the Reranker
+with its vectors in one block.
 
 ``user_config: {index_dir: ...}`` swaps in another index built with the *same* model (a rebuilt
 catalog, another FAISS factory) without a restart: the new index is loaded and brought up to date
@@ -28,6 +30,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from coldrec.index.item_index import ItemIndex, resolve_index_dir
+from coldrec.serve.candidates import CandidateList
 from coldrec.serve.metrics import catalog_gauges
 from coldrec.store import CatalogChange, open_store
 
@@ -158,18 +161,22 @@ class Retriever:
         index.upsert([dict(c.row) for c in puts], np.stack(vectors))  # (changes, dim)
 
     @staticmethod
-    def _candidate(index: ItemIndex, item_id: str, score: float) -> dict[str, Any]:
-        row = index.get(item_id) or {}
-        return {
-            "item_id": item_id,
-            "title": _text(row.get("title")) or _text(row.get("text"))[:80],
-            # Kept small: 100 candidates with float32 vectors and whole texts came to ~190 KB per
-            # request, above Ray's inline limit (100 KB), so every answer went through the object
-            # store. float16 is plenty for MMR and reasons; reasons read only the text's start.
-            "text": _text(row.get("text"))[:CANDIDATE_TEXT_CHARS],
-            "score": score,
-            "vector": index.vector(item_id).astype(np.float16),
-        }
+    def _title(row: dict[str, Any]) -> str:
+        return _text(row.get("title")) or _text(row.get("text"))[:80]
+
+    @classmethod
+    def _candidates(cls, index: ItemIndex, hits: list[tuple[str, float]]) -> CandidateList:
+        """One query's (item_id, score) hits as candidates, their vectors read in one FAISS call."""
+        # Kept small: 100 candidates with float32 vectors and whole texts came to ~190 KB per
+        # request, above Ray's inline limit (100 KB), so every answer went through the object
+        # store. float16 is plenty for MMR and reasons; reasons read only the text's start.
+        vectors = index.vectors([item_id for item_id, _ in hits]).astype(np.float16)  # (hits, dim)
+        out = CandidateList()
+        for (item_id, score), vector in zip(hits, vectors):
+            row = index.get(item_id) or {}
+            out.append({"item_id": item_id, "title": cls._title(row),
+                        "text": _text(row.get("text"))[:CANDIDATE_TEXT_CHARS], "score": score, "vector": vector})
+        return out
 
     async def search(
         self,
@@ -223,7 +230,7 @@ class Retriever:
                     _category_filter(category),
                 )
                 for i, row_hits in zip(rows, hits):
-                    answers[i] = [self._candidate(index, item_id, score) for item_id, score in row_hits]
+                    answers[i] = self._candidates(index, row_hits)
             except Exception as err:  # this group only
                 for i in rows:
                     answers[i] = err
@@ -235,7 +242,7 @@ class Retriever:
         if item_id not in index:
             return None
         hits = await asyncio.to_thread(index.search, index.vector(item_id), k, [{item_id}], scene)
-        return [{"item_id": i, "title": self._candidate(index, i, s)["title"], "score": s} for i, s in hits[0]]
+        return [{"item_id": i, "title": self._title(index.get(i) or {}), "score": s} for i, s in hits[0]]
 
     async def lookup(self, item_ids: list[str], with_vectors: bool = False) -> dict[str, dict[str, Any]]:
         """{item_id: {title, text, scene, categories, brand, genres[, vector]}} for the ids that exist."""
