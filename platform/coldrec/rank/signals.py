@@ -130,19 +130,27 @@ class BehaviourSignals:
 
     def history_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
         """(queries, items) recency weights of the known history items, each row summing to 1 (or 0)."""
-        rows, cols, vals = [], [], []
-        for r, hist in enumerate(histories):
+        indptr, cols, vals = [0], [], []
+        for hist in histories:
             weights: dict[int, float] = {}
             for age, item_id in enumerate(reversed(list(hist))):
                 col = self.position.get(str(item_id))
                 if col is not None and col not in weights:  # a repeated item keeps its newest weight
                     weights[col] = self.decay**age
             total = sum(weights.values())
-            for col, w in weights.items():
-                rows.append(r)
+            for col in sorted(weights):
                 cols.append(col)
-                vals.append(w / total)
-        return sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(histories), len(self.item_ids)))
+                vals.append(weights[col] / total)
+            indptr.append(len(cols))
+        return self._rows_matrix(vals, cols, indptr)
+
+    def _rows_matrix(self, vals: list[float], cols: list[int], indptr: list[int]) -> sp.csr_matrix:
+        """(len(indptr) - 1, items) CSR from each row's columns in ascending order (what scipy's COO
+        route sorts them to, and the order a sparse product sums them in), built without that route:
+        a serving request's rows cost ~4x less this way."""
+        index = np.int32 if max(len(self.item_ids), len(cols)) < 2**31 else np.int64
+        return sp.csr_matrix((np.asarray(vals, np.float32), np.asarray(cols, index), np.asarray(indptr, index)),
+                             shape=(len(indptr) - 1, len(self.item_ids)), copy=False)  # fmt: skip
 
     def behaviour(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
         """(queries, candidates) item-kNN score in [0, 1]; all items when ``candidate_cols`` is None.
@@ -153,7 +161,7 @@ class BehaviourSignals:
 
     def _scores(self, queries: sp.csr_matrix, weights: sp.csr_matrix | None, candidate_cols) -> np.ndarray:
         """(queries, candidates) of ``queries @ weights`` (zeros when the signal was not fitted)."""
-        if weights is None:
+        if weights is None or queries.nnz == 0:  # not fitted, or no history item the signals know
             width = len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]
             return np.zeros((queries.shape[0], width), dtype=np.float32)
         return self._candidate_columns((queries @ weights).tocsr(), candidate_cols)  # sparse: history x top_m
@@ -164,8 +172,9 @@ class BehaviourSignals:
         if candidate_cols is None:
             return matrix.toarray().astype(np.float32)
         cols = np.asarray(candidate_cols)
-        # Slicing the sparse matrix keeps a serving request's cost at its candidates, not the catalog.
-        out = matrix[:, np.maximum(cols, 0)].toarray().astype(np.float32)
+        # Dense rows, then the candidates' columns: for a serving request (one row) a tenth of the CPU
+        # of slicing the sparse matrix by column, which allocates a catalog-sized array as well.
+        out = matrix.toarray()[:, np.maximum(cols, 0)].astype(np.float32, copy=False)
         out[:, cols < 0] = 0.0
         return out
 
@@ -182,13 +191,13 @@ class BehaviourSignals:
 
     def newest_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
         """(queries, items) one-hot of each history's newest item the signals know (a zero row if none)."""
-        rows, cols = [], []
-        for r, hist in enumerate(histories):
+        indptr, cols = [0], []
+        for hist in histories:
             col = next((self.position[str(i)] for i in reversed(list(hist)) if str(i) in self.position), None)
             if col is not None:
-                rows.append(r)
                 cols.append(col)
-        return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), len(self.item_ids)))
+            indptr.append(len(cols))
+        return self._rows_matrix([1.0] * len(cols), cols, indptr)
 
     def sequence(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
         """(queries, candidates) P(candidate follows the newest history item), as :meth:`behaviour`."""
