@@ -80,10 +80,35 @@ def newest_content(candidates: list[dict[str, Any]], history: list[dict[str, Any
     if newest is None:
         return out
     newest = np.asarray(newest, dtype=np.float32)
-    for i, c in enumerate(candidates):
-        if c.get("vector") is not None:
-            out[0, i] = float(np.dot(np.asarray(c["vector"], dtype=np.float32), newest))
+    with_vector = [i for i, c in enumerate(candidates) if c.get("vector") is not None]
+    if with_vector:
+        vectors = np.stack([candidates[i]["vector"] for i in with_vector]).astype(np.float32)  # (with_vector, dim)
+        # One dot per row, not vectors @ newest: a matrix-vector product rounds differently.
+        out[0, with_vector] = [np.dot(vector, newest) for vector in vectors]
     return out
+
+
+def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features: dict[str, np.ndarray],
+                      signals: BehaviourSignals, weights: FusionWeights) -> list[dict[str, Any] | None]:
+    """Per candidate, the history item (newest first) that gave it most of its item-kNN or transition
+    score, None when those add nothing. ``cols``: (candidates,) signal rows; ``features``: fuse's."""
+    behaviour, sequence = features["behaviour"][0], features["sequence"][0]  # (candidates,) each
+    sources: list[dict[str, Any] | None] = [None] * len(cols)
+    by_sequence = (weights.sequence * sequence > weights.behaviour * behaviour) & (sequence > 0)
+    if by_sequence.any():
+        newest = next((h for h in history if h["item_id"] in signals.position), None)  # the transitions' source
+        for i in np.flatnonzero(by_sequence):
+            sources[i] = newest
+    by_behaviour = np.flatnonzero(~by_sequence & (behaviour > 0)) if weights.behaviour > 0 else []
+    if len(by_behaviour):
+        # Who gave a candidate its item-kNN score: each known history item's weight x its similarity.
+        weighted = signals.history_matrix([[h["item_id"] for h in reversed(history)]])  # (1, items): their weights
+        similarity = signals.similarity[weighted.indices][:, np.maximum(cols[by_behaviour], 0)].toarray()
+        contrib = weighted.data[:, None] * similarity  # (known history items, by_behaviour)
+        by_id = {h["item_id"]: h for h in history}
+        for i, row in zip(by_behaviour, np.argmax(contrib, axis=0)):
+            sources[i] = by_id[signals.item_ids[weighted.indices[row]]]
+    return sources
 
 
 def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
@@ -102,21 +127,9 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
     features = {**signal_features(signals, [oldest_first], cols), "newest": newest_content(candidates, history)}
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     score = fused_scores(content[None], features, weights)[0]
-    behaviour, sequence = features["behaviour"][0], features["sequence"][0]
-    # Who gave a candidate its item-kNN score: each known history item's weight x its similarity.
-    weighted = signals.history_matrix([oldest_first])  # (1, items): the known history items' weights
-    contrib = weighted.data[:, None] * signals.similarity[weighted.indices][:, np.maximum(cols, 0)].toarray()
-    by_id = {h["item_id"]: h for h in history}
-    newest = next((h for h in history if h["item_id"] in signals.position), None)  # the transitions' source
-    out = []
-    for i, c in enumerate(candidates):
-        source = None
-        if weights.sequence * sequence[i] > weights.behaviour * behaviour[i] and sequence[i] > 0:
-            source = newest
-        elif weights.behaviour > 0 and behaviour[i] > 0:
-            source = by_id[signals.item_ids[weighted.indices[int(np.argmax(contrib[:, i]))]]]
-        out.append({**c, "content_score": float(content[i]), "score": float(score[i]), "behaviour_source": source})
-    return out
+    sources = behaviour_sources(history, cols, features, signals, weights)
+    return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": source}
+            for c, c_score, f_score, source in zip(candidates, content.tolist(), score.tolist(), sources)]
 
 
 @serve.deployment
