@@ -219,6 +219,47 @@ def test_restart_keeps_catalog_changes_and_events(deployed):
     assert client.post("/recommend", json={"user_id": "u-restart", "k": 3}).status_code == 200
 
 
+def test_metrics_middleware_labels_route_templates_and_statuses(monkeypatch):
+    from fastapi import FastAPI, HTTPException
+    from fastapi.testclient import TestClient
+
+    from coldrec.serve import metrics
+
+    seen: list[tuple[str, dict]] = []
+
+    class Recorder:
+        def __init__(self, name: str):
+            self.name = name
+
+        def inc(self, tags: dict) -> None:
+            seen.append((self.name, tags))
+
+        def observe(self, value: float, tags: dict) -> None:
+            assert value >= 0
+            seen.append((self.name, tags))
+
+    monkeypatch.setattr(metrics, "http_metrics", lambda: tuple(map(Recorder, ("requests", "errors", "latency"))))
+    api = FastAPI()
+    metrics.install_metrics(api)
+
+    @api.get("/items/{item_id}")
+    async def item(item_id: str) -> dict:
+        if item_id == "missing":
+            raise HTTPException(404)
+        if item_id == "bug":
+            raise RuntimeError("no handler turns this into a response")
+        return {"item_id": item_id}
+
+    client = TestClient(api, raise_server_exceptions=False)
+    assert [client.get(path).status_code for path in ("/items/a", "/items/missing", "/items/bug", "/nowhere")] == [
+        200, 404, 500, 404]  # fmt: skip
+    template = "/items/{item_id}"
+    assert [(tags["route"], tags["method"], tags["status"]) for name, tags in seen if name == "requests"] == [
+        (template, "GET", "200"), (template, "GET", "404"), (template, "GET", "500"), ("unmatched", "GET", "404")]
+    assert [tags["status"] for name, tags in seen if name == "errors"] == ["404", "500", "404"]
+    assert [tags for name, tags in seen if name == "latency"][0] == {"route": template, "method": "GET"}
+
+
 def test_metric_objects_record_in_a_ray_worker(ray_session):
     import ray
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64]
@@ -67,22 +68,47 @@ def batch_recorder(stage: str):
 
 
 def install_metrics(api: FastAPI) -> None:
-    @api.middleware("http")
-    async def _measure(request: Request, call_next):
+    api.add_middleware(MeasureRequests)
+
+
+class MeasureRequests:
+    """ASGI middleware: counts and times every HTTP request, errors (status >= 400) apart.
+
+    A plain ASGI wrapper that notes the status as the response starts: Starlette's
+    ``@app.middleware("http")`` runs every request through a task group and memory streams, which
+    cost ~0.4 ms of CPU per request, more than the rest of the ingress's own work on a /recommend.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
-        status = 500
+        status = 500  # unless a response starts: an exception no handler turned into one
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_noting_status)
         finally:
-            route = request.scope.get("route")
-            tags = {"route": getattr(route, "path", "unmatched"), "method": request.method, "status": str(status)}
-            try:
-                requests, errors, latency = http_metrics()
-                requests.inc(tags=tags)
-                if status >= 400:
-                    errors.inc(tags=tags)
-                latency.observe((time.perf_counter() - start) * 1000, tags={k: tags[k] for k in ("route", "method")})
-            except Exception:  # metrics must never fail a request (e.g. outside a Ray worker)
-                pass
+            _record(scope, status, (time.perf_counter() - start) * 1000)
+
+
+def _record(scope: Scope, status: int, latency_ms: float) -> None:
+    route = scope.get("route")  # set by the router on the scope it was given: this one
+    tags = {"route": getattr(route, "path", "unmatched"), "method": scope["method"], "status": str(status)}
+    try:
+        requests, errors, latency = http_metrics()
+        requests.inc(tags=tags)
+        if status >= 400:
+            errors.inc(tags=tags)
+        latency.observe(latency_ms, tags={"route": tags["route"], "method": tags["method"]})
+    except Exception:  # metrics must never fail a request (e.g. outside a Ray worker)
+        pass
