@@ -127,11 +127,11 @@ def test_refinement_goes_between_and_past_the_grid_points():
 
 
 def test_serving_fusion_equals_the_evaluated_fusion():
-    from coldrec.rank.fusion import newest_vectors
+    from coldrec.rank.fusion import content_features, history_vectors
 
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7, ease_lambda=1.0)
-    weights = FusionWeights(behaviour=2.0, ease=1.5, sequence=0.7, unseen=0.3, newest=0.4, popularity=0.1,
-                            freshness=0.05)
+    weights = FusionWeights(behaviour=2.0, ease=1.5, sequence=0.7, unseen=0.3, newest=0.4, history_mean=0.6,
+                            history_max=0.2, popularity=0.1, freshness=0.05)
     history = ["i4", "i2", "i1", "unknown"]  # oldest first; in training, i1 is followed by i2
     cands = ["i0", "i2", "i5", "i7", "brand-new"]
     rng = np.random.default_rng(1)
@@ -141,8 +141,9 @@ def test_serving_fusion_equals_the_evaluated_fusion():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     position = {item_id: i for i, item_id in enumerate(catalog)}
     cols = signals.columns(cands)
-    newest = newest_vectors([history], vectors, position) @ vectors[[position[c] for c in cands]].T
-    features = {**signal_features(signals, [history], cols), "newest": newest}
+    near = content_features(history_vectors([history], vectors, position), vectors[[position[c] for c in cands]],
+                            signals.decay)
+    features = {**signal_features(signals, [history], cols), **near}
     assert features["sequence"].any() and features["behaviour"].any() and features["ease"].any()
     assert features["unseen"][0].tolist() == [1, 0, 1, 1, 1]
     expected = fused_scores(content[None], features, weights)[0]
@@ -153,9 +154,12 @@ def test_serving_fusion_equals_the_evaluated_fusion():
     assert np.allclose([c["score"] for c in served], expected, atol=1e-6)
     by_id = {c["item_id"]: c for c in served}
     assert by_id["i0"]["behaviour_source"]["item_id"] in ("i1", "i2")  # i0's neighbours are in its own group
-    new_vector_term = 0.4 * float(vectors[position["brand-new"]] @ vectors[position["unknown"]])
-    # new: only unseen, freshness and its cosine with the newest history item add
-    assert by_id["brand-new"]["score"] == pytest.approx(content[-1] + 0.3 + 0.05 + new_vector_term, abs=1e-6)
+    cosines = [float(vectors[position["brand-new"]] @ vectors[position[h]]) for h in reversed(history)]  # newest first
+    recency = [0.7**age for age in range(len(cosines))]
+    new_vector_terms = (0.4 * cosines[0] + 0.6 * float(np.dot(recency, cosines)) / sum(recency)
+                        + 0.2 * max(cosines))  # fmt: skip
+    # new: only unseen, freshness and its cosines with the history items add
+    assert by_id["brand-new"]["score"] == pytest.approx(content[-1] + 0.3 + 0.05 + new_vector_terms, abs=1e-5)
     assert by_id["brand-new"]["behaviour_source"] is None
 
 
@@ -206,3 +210,18 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
         _reranker_dir(str(tmp_path), version_dir)
     # Users stay within a topic, so co-occurrence predicts targets and the weights use it.
     assert weights.behaviour > 0
+
+
+def test_content_features_use_the_newest_items_and_leave_empty_histories_at_zero():
+    from coldrec.rank.fusion import HISTORY_MAX_ITEMS, content_features, history_vectors
+
+    eye = np.eye(8, dtype=np.float32)  # item i's vector is the unit vector e_i
+    position = {f"i{i}": i for i in range(8)}
+    old_to_new = [f"i{i}" for i in range(7)]  # i6 is the newest; i0 and i1 are past the newest five
+    near = content_features(history_vectors([old_to_new, ["gone"], []], eye, position), eye, decay=0.5)
+    assert near["newest"][0].tolist() == [0, 0, 0, 0, 0, 0, 1, 0]
+    assert (near["history_max"][0] == [0, 0, 1, 1, 1, 1, 1, 0]).all() and HISTORY_MAX_ITEMS == 5
+    weights = 0.5 ** np.arange(7)[::-1]  # i6: 1, i5: 0.5, ... i0: 1/64
+    assert np.allclose(near["history_mean"][0], np.append(weights / weights.sum(), 0.0))
+    for name in ("newest", "history_mean", "history_max"):
+        assert not near[name][1:].any()  # no catalog item in the history: nothing to compare with

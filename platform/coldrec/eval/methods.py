@@ -136,7 +136,9 @@ class Methods:
                tune_train: pd.DataFrame | None) -> Scorer:
         """Content + behaviour; weights learned on ``valid`` with signals fit on ``tune_train``
         (or ``train``), then the signals refit on ``train`` for scoring."""
-        from coldrec.rank.fusion import FusionWeights, fit_fusion, fused_scores, newest_vectors, signal_features
+        from coldrec.rank.fusion import (
+            FusionWeights, content_features, fit_fusion, fused_scores, history_vectors, signal_features,
+        )  # fmt: skip
         from coldrec.rank.signals import BehaviourSignals
 
         source = self.fused_source()
@@ -161,8 +163,8 @@ class Methods:
         def score(batch: pd.DataFrame) -> np.ndarray:
             content = encoder.encode_users(batch["profile_text"].tolist(), batch_size=self.cfg.batch_size) @ vectors.T
             histories = batch["history"].tolist()
-            newest = newest_vectors(histories, vectors, position) @ vectors.T
-            return fused_scores(content, {**signal_features(signals, histories, cols), "newest": newest}, weights)
+            near = content_features(history_vectors(histories, vectors, position), vectors, signals.decay)
+            return fused_scores(content, {**signal_features(signals, histories, cols), **near}, weights)
 
         return score
 

@@ -2,9 +2,12 @@
 
 Features (:class:`coldrec.rank.signals.BehaviourSignals`): ``behaviour`` (item-kNN), ``ease``
 (EASE weights, when fitted), ``sequence`` (transitions from the newest item), ``unseen`` (not
-in the user's history: how rarely people re-buy), ``newest`` (the item vectors' cosine with the
-user's newest history item: recency, which the profile text mixes with older items),
-``popularity``, ``freshness``. ``content`` is the profile
+in the user's history: how rarely people re-buy), and three content features made from the item
+vectors (:func:`content_features`): ``newest`` (cosine with the user's newest history item:
+recency, which the profile text mixes with older items), ``history_mean`` (the recency-weighted
+mean cosine with every history item: the profile text holds only the newest two or three items)
+and ``history_max`` (the best cosine with one of the newest few items); then ``popularity`` and
+``freshness``. ``content`` is the profile
 model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
 are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
 whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
@@ -25,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from coldrec.rank.signals import BehaviourSignals
 
 WEIGHTS_FILE = "weights.json"
-PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen", "newest")  # (queries, items): depend on the user's history
+PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen", "newest", "history_mean", "history_max")  # (queries, items)
+CONTENT_FEATURES = ("newest", "history_mean", "history_max")  # cosines with the history's item vectors
+HISTORY_MAX_ITEMS = 5  # history_max looks at this many of the newest history items
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,8 @@ class FusionWeights(BaseModel):
     sequence: float = Field(0.0, ge=0)
     unseen: float = Field(0.0, ge=0)
     newest: float = Field(0.0, ge=0)
+    history_mean: float = Field(0.0, ge=0)
+    history_max: float = Field(0.0, ge=0)
     popularity: float = Field(0.0, ge=0)
     freshness: float = Field(0.0, ge=0)
 
@@ -53,6 +60,8 @@ class FusionGrid(BaseModel):
     sequence: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     unseen: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     newest: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
+    history_mean: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    history_max: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
     freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the weights")
@@ -132,15 +141,45 @@ def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]
             "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
 
 
-def newest_vectors(histories: Sequence[Sequence[str]], item_vectors: np.ndarray,
-                   position: dict[str, int]) -> np.ndarray:
-    """(queries, dim) the vector of each history's newest catalog item (a zero row if it has none)."""
-    out = np.zeros((len(histories), item_vectors.shape[1]), dtype=np.float32)
-    for r, hist in enumerate(histories):
-        col = next((position[str(i)] for i in reversed(list(hist)) if str(i) in position), None)
-        if col is not None:
-            out[r] = item_vectors[col]
+def history_vectors(histories: Sequence[Sequence[str]], item_vectors: np.ndarray,
+                    position: dict[str, int]) -> list[np.ndarray]:
+    """Per history (oldest first), the (h, dim) vectors of its catalog items, newest first, each once."""
+    out = []
+    for hist in histories:
+        cols = [position[str(i)] for i in reversed(list(hist)) if str(i) in position]
+        out.append(item_vectors[list(dict.fromkeys(cols))])
     return out
+
+
+def content_features(histories: Sequence[np.ndarray], candidates: np.ndarray, decay: float) -> dict[str, np.ndarray]:
+    """The content features, each (queries, candidates), zero for a query with no history.
+
+    ``histories[q]``: (h_q, dim) vectors of query q's history items, newest first, each once;
+    ``candidates``: (candidates, dim). ``newest`` is the cosine with the newest item; ``history_mean``
+    the mean cosine with all of them, weighted 1, decay, decay^2, ... from the newest (the cosine
+    with their weighted mean vector); ``history_max`` the best cosine with one of the newest
+    HISTORY_MAX_ITEMS.
+    """
+    candidates = np.asarray(candidates, dtype=np.float32)
+    queries, dim = len(histories), candidates.shape[1]
+    newest = np.zeros((queries, dim), dtype=np.float32)
+    mean = np.zeros((queries, dim), dtype=np.float32)
+    recent = np.zeros((queries, HISTORY_MAX_ITEMS, dim), dtype=np.float32)  # zero-padded
+    count = np.zeros(queries, dtype=np.int64)
+    for q, vectors in enumerate(histories):
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
+        if not len(vectors):
+            continue
+        weights = decay ** np.arange(len(vectors), dtype=np.float32)
+        newest[q], mean[q] = vectors[0], weights @ vectors / weights.sum()
+        count[q] = min(len(vectors), HISTORY_MAX_ITEMS)
+        recent[q, : count[q]] = vectors[: count[q]]
+    best = np.zeros((queries, len(candidates)), dtype=np.float32)
+    for lo in range(0, queries, 512):  # (512, HISTORY_MAX_ITEMS, candidates) at a time
+        sims = np.einsum("qhd,nd->qhn", recent[lo : lo + 512], candidates)
+        sims[np.arange(HISTORY_MAX_ITEMS)[None, :] >= count[lo : lo + 512, None]] = -np.inf  # padding never wins
+        best[lo : lo + 512] = np.where(count[lo : lo + 512, None] > 0, sims.max(axis=1), 0.0)
+    return {"newest": newest @ candidates.T, "history_mean": mean @ candidates.T, "history_max": best}
 
 
 def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, item_ids: Sequence[str],
@@ -161,11 +200,11 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     cols = signals.columns(item_ids)
     targets = valid["target"].map(position).to_numpy()
     histories = valid["history"].tolist()
-    newest = newest_vectors(histories, item_vectors, position) @ item_vectors.T  # (queries, items)
+    vectors = history_vectors(histories, item_vectors, position)
     best: tuple[float, float, FusionWeights, dict] | None = None
-    for decay in decays:
+    for decay in decays:  # one recency decay for the behaviour signals and history_mean
         signals.decay = decay
-        features = {**signal_features(signals, histories, cols), "newest": newest}
+        features = {**signal_features(signals, histories, cols), **content_features(vectors, item_vectors, decay)}
         weights, report = learn_weights(content, features, targets, grid, seed)
         if best is None or report["ndcg@10"] > best[0]:
             best = (report["ndcg@10"], decay, weights, report)

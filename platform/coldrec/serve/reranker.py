@@ -6,8 +6,9 @@
 "words": [query words]} is what behaviour scores and reasons are made from.
 
 relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
-+ w_p * popularity + w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals and weights that ``coldrec rerank`` learned on the
-validation split for this index version (``<index version>/rerank/``); without them, relevance is
++ w_u * unseen + the cosines with the history's items (newest, recency-weighted mean, best of the newest
+five) + w_p * popularity + w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals and weights
+that ``coldrec rerank`` learned on the validation split for this index version (``<index version>/rerank/``); without them, relevance is
 the content score. Then MMR trades relevance for diversity. Items added through the API since the
 fit are unknown to the signals: no behaviour, no popularity, freshness 1 (brand new).
 
@@ -23,7 +24,9 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from coldrec.rank.fusion import FusionWeights, fused_scores, load_reranker, signal_features
+from coldrec.rank.fusion import (
+    CONTENT_FEATURES, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
+)  # fmt: skip
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
 
@@ -73,19 +76,25 @@ def explain(candidate: dict[str, Any], history: list[dict[str, Any]], words: lis
     return "close to your description" if words else "close to your profile"
 
 
-def newest_content(candidates: list[dict[str, Any]], history: list[dict[str, Any]]) -> np.ndarray:
-    """(1, candidates) cosine of each candidate's vector with the newest history item's (0 without one)."""
-    out = np.zeros((1, len(candidates)), dtype=np.float32)
-    newest = history[0].get("vector") if history else None
-    if newest is None:
-        return out
-    newest = np.asarray(newest, dtype=np.float32)
-    with_vector = [i for i, c in enumerate(candidates) if c.get("vector") is not None]
-    if with_vector:
-        vectors = np.stack([candidates[i]["vector"] for i in with_vector]).astype(np.float32)  # (with_vector, dim)
-        # One dot per row, not vectors @ newest: a matrix-vector product rounds differently.
-        out[0, with_vector] = [np.dot(vector, newest) for vector in vectors]
-    return out
+def candidate_content(candidates: list[dict[str, Any]], history: list[dict[str, Any]],
+                      decay: float) -> dict[str, np.ndarray]:
+    """:func:`coldrec.rank.fusion.content_features` of the candidates, (1, candidates) each, from
+    the history's vectors (``history`` newest first); a candidate or history item without a vector
+    adds nothing."""
+    past = [h["vector"] for h in history if h.get("vector") is not None]
+    if not past:  # free text alone: nothing to compare with
+        zeros = np.zeros((1, len(candidates)), dtype=np.float32)
+        return dict.fromkeys(CONTENT_FEATURES, zeros)
+    dim = len(past[0])
+    vectors = [c.get("vector") for c in candidates]
+    if all(v is not None for v in vectors):  # the usual case: one copy of the block
+        block = np.concatenate(vectors).reshape(len(vectors), dim).astype(np.float32)  # (candidates, dim)
+    else:
+        block = np.zeros((len(candidates), dim), dtype=np.float32)
+        for i, v in enumerate(vectors):
+            if v is not None:
+                block[i] = v
+    return content_features([np.asarray(past, dtype=np.float32)], block, decay)
 
 
 def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features: dict[str, np.ndarray],
@@ -117,14 +126,14 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
     ``behaviour_source`` = the history item that gave the candidate most of its item-kNN or
     transition score (None when those add nothing). ``history`` is newest first.
 
-    The features are :func:`coldrec.rank.fusion.signal_features` itself, for the candidates only,
-    and the candidates' cosine with the newest history item (``history[0]["vector"]``).
+    The features are :func:`coldrec.rank.fusion.signal_features` and
+    :func:`coldrec.rank.fusion.content_features` themselves, for the candidates only.
     """
     if not candidates:
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
     oldest_first = [h["item_id"] for h in reversed(history)]
-    features = {**signal_features(signals, [oldest_first], cols), "newest": newest_content(candidates, history)}
+    features = {**signal_features(signals, [oldest_first], cols), **candidate_content(candidates, history, signals.decay)}
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     score = fused_scores(content[None], features, weights)[0]
     sources = behaviour_sources(history, cols, features, signals, weights)
