@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from coldrec.rank.signals import BehaviourSignals
 
 WEIGHTS_FILE = "weights.json"
-PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen", "newest", "history_mean", "history_max")  # (queries, items)
 CONTENT_FEATURES = ("newest", "history_mean", "history_max")  # cosines with the history's item vectors
+PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen", *CONTENT_FEATURES)  # (queries, items)
 HISTORY_MAX_ITEMS = 5  # history_max looks at this many of the newest history items
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)

@@ -85,15 +85,9 @@ def candidate_content(candidates: list[dict[str, Any]], history: list[dict[str, 
     if not past:  # free text alone: nothing to compare with
         zeros = np.zeros((1, len(candidates)), dtype=np.float32)
         return dict.fromkeys(CONTENT_FEATURES, zeros)
-    dim = len(past[0])
-    vectors = [c.get("vector") for c in candidates]
-    if all(v is not None for v in vectors):  # the usual case: one copy of the block
-        block = np.concatenate(vectors).reshape(len(vectors), dim).astype(np.float32)  # (candidates, dim)
-    else:
-        block = np.zeros((len(candidates), dim), dtype=np.float32)
-        for i, v in enumerate(vectors):
-            if v is not None:
-                block[i] = v
+    missing = np.zeros(len(past[0]), dtype=np.float32)  # a candidate without a vector: cosine 0
+    vectors = [missing if c.get("vector") is None else c["vector"] for c in candidates]
+    block = np.concatenate(vectors).reshape(len(vectors), -1).astype(np.float32)  # (candidates, dim)
     return content_features([np.asarray(past, dtype=np.float32)], block, decay)
 
 
