@@ -425,7 +425,10 @@ def test_id_embedding_run_trains_warm_rows_saves_the_table_and_resumes_it(ray_se
     index = ItemIndex.load(build_index(cfg.model_copy(update={
         "index": cfg.index.model_copy(update={"output_dir": str(tmp_path / "index")})}), str(best)))
     encoder = TextEncoder.load(best, device="cpu")
-    warm = [k for k, moved in zip(vocab2.keys, (table2[1:].norm(dim=1) > 0).tolist()) if moved][0]
+    # Warm = a row that moved in the model the index was built from: the best epoch may be epoch 1,
+    # whose table lacks rows that moved only in epoch 2.
+    best_vocab, best_table = load_id_state(best)
+    warm = [k for k, moved in zip(best_vocab.keys, (best_table[1:].norm(dim=1) > 0).tolist()) if moved][0]
     cold = next(f"i{i}" for i in range(40) if f"i{i}" not in vocab2.row_of)
     for item_id in (warm, cold):
         text = index.get(item_id)["text"]
