@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -153,9 +154,11 @@ def test_cold_user_protocol_buckets_and_descriptions(timed):
     assert all(r["users"] == 30 for r in rows)
 
 
-def test_leave_one_out_protocol_matches_evaluate(timed):
+@pytest.mark.parametrize("refit", [False, True])
+def test_leave_one_out_protocol_matches_evaluate(timed, refit):
     cfg = timed.model_copy(update={"eval": timed.eval.model_copy(update={
-        "methods": ["popularity", "itemknn", "bm25"], "max_users": 20, "mask_history": True})})
+        "methods": ["popularity", "itemknn", "bm25"], "max_users": 20, "mask_history": True,
+        "refit_with_valid": refit})})
     report = evaluate(cfg)
     rows = run_protocols(cfg, protocols=["leave-one-out"])["leave-one-out"].rows
     for r in rows:
@@ -176,3 +179,24 @@ def test_every_protocol_with_the_tiny_encoder_and_cross_scene_label(timed, tiny_
     diversity = [r["value"] for r in rows if r["metric"] == "diversity"]
     assert diversity and all(0.0 <= v <= 2.0 for v in diversity)
     assert all(np.isfinite(r["value"]) for r in rows)
+
+
+def test_refit_with_valid_chooses_on_train_and_scores_with_train_plus_valid(timed):
+    from coldrec.data.processed import load_examples
+
+    pdir = timed.data.processed_dir
+    train, valid = load_examples(pdir, "train"), load_examples(pdir, "valid")
+    plain = build_protocol("leave-one-out", timed)
+    assert plain.tune_train is None and len(plain.train) == len(train)
+    cfg = timed.model_copy(update={"eval": timed.eval.model_copy(update={"refit_with_valid": True})})
+    data = build_protocol("leave-one-out", cfg)
+    assert len(data.tune_train) == len(train) and len(data.train) == len(train) + len(valid)
+    assert data.facts["refit_with_valid"] and data.test.equals(plain.test)
+    # Each user's validation interaction joins the scoring fit: popularity now counts those targets.
+    scores = Methods(cfg.eval, cfg.model).build("popularity", data.items, data.train, data.valid,
+                                                data.tune_train)(data.test.iloc[:1])[0]
+    counts = pd.concat([train, valid])["target"].value_counts()
+    assert scores.tolist() == [counts.get(i, 0) for i in data.items["item_id"]]
+    on_valid = timed.model_copy(update={"eval": timed.eval.model_copy(update={"refit_with_valid": True,
+                                                                                "split": "valid"})})
+    assert build_protocol("leave-one-out", on_valid).tune_train is None  # never fit on what is scored

@@ -176,6 +176,11 @@ class EvalConfig(_Strict):
     ease_lambdas: list[float] = Field(default_factory=lambda: [20.0, 100.0, 500.0, 2500.0, 10000.0])
     itemknn_decays: list[float] = Field(default_factory=lambda: [1.0, 0.8, 0.5])  # history recency weight
     tune_max_users: int | None = 2000
+    # Leave-one-out on test: choose every hyper-parameter and fusion weight with the ID signals and
+    # baselines fit on the training examples (scored on validation), then refit them on training +
+    # validation examples to score test. The validation interaction happened before the test one
+    # (the test history holds it); the text model is not retrained. Off: the published protocol.
+    refit_with_valid: bool = False
     # Global time split: cut at this quantile of interaction timestamps; "first" = each test
     # user's first interaction after the cut is the target, "all" = every one of them.
     time_quantile: float = Field(default=0.8, gt=0.0, lt=1.0)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples, load_items
+from coldrec.eval.examples import leave_one_out_training
 from coldrec.eval.metrics import rank_metrics, target_ranks
 from coldrec.eval.scorers import Scorer, encoder_scorer, popularity_scorer
 
@@ -67,7 +68,8 @@ def default_model_path(cfg: PipelineConfig) -> Path:
     return Path(cfg.train.storage_path) / cfg.train.run_name / "best_model"
 
 
-def _build_scorer(method: str, cfg: PipelineConfig, items: pd.DataFrame, train: pd.DataFrame, model_path: str | None) -> Scorer:
+def _build_scorer(method: str, cfg: PipelineConfig, items: pd.DataFrame, train: pd.DataFrame, model_path: str | None,
+                  valid: pd.DataFrame | None = None, tune_train: pd.DataFrame | None = None) -> Scorer:
     from coldrec.model.encoder import TextEncoder
 
     item_ids = items["item_id"].tolist()
@@ -82,8 +84,7 @@ def _build_scorer(method: str, cfg: PipelineConfig, items: pd.DataFrame, train: 
         from coldrec.eval.methods import Methods
 
         # EASE's lambda and item-kNN's decay are chosen on the validation split, never on test.
-        valid = load_examples(cfg.data.processed_dir, "valid")
-        return Methods(cfg.eval, cfg.model).build(method, items, train, valid)
+        return Methods(cfg.eval, cfg.model).build(method, items, train, valid, tune_train)
     if method == "finetuned":
         if not model_path or not Path(model_path).exists():
             raise FileNotFoundError(f"no fine-tuned model at {model_path}; run `coldrec train` first or pass --model")
@@ -103,7 +104,8 @@ def evaluate(cfg: PipelineConfig, model_path: str | None = None) -> EvalReport:
     if cfg.eval.max_users and len(examples) > cfg.eval.max_users:
         examples = examples.sample(n=cfg.eval.max_users, random_state=cfg.eval.seed)
     examples = examples.reset_index(drop=True)
-    train = load_examples(pdir, "train")
+    valid = load_examples(pdir, "valid")
+    train, tune_train = leave_one_out_training(pdir, cfg.eval, valid)
     model_path = model_path or cfg.index.model_path or str(default_model_path(cfg))
 
     targets = examples["target"].map(position).to_numpy()
@@ -113,7 +115,7 @@ def evaluate(cfg: PipelineConfig, model_path: str | None = None) -> EvalReport:
     seconds: dict[str, float] = {}
     for method in cfg.eval.methods:
         start = time.perf_counter()
-        scorer = _build_scorer(method, cfg, items, train, model_path)
+        scorer = _build_scorer(method, cfg, items, train, model_path, valid, tune_train)
         ranks = {False: [], True: []}
         for lo in range(0, len(examples), 512):
             batch = examples.iloc[lo : lo + 512]

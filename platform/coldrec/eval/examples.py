@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coldrec.config import EvalConfig
+from coldrec.data.processed import load_examples
 from coldrec.text import render_item_text, render_profile_text
 
 
@@ -21,6 +23,18 @@ def load_interactions(processed_dir: str | Path) -> pd.DataFrame:
     inter = pd.read_parquet(Path(processed_dir) / "interactions")
     inter = inter.sort_values(["user_id", "timestamp", "position"], na_position="first", kind="stable")
     return inter.reset_index(drop=True)
+
+
+def leave_one_out_training(processed_dir: str | Path, cfg: EvalConfig,
+                           valid: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(train, tune_train) for leave-one-out: the training examples and None, or, with
+    ``cfg.refit_with_valid`` on test, training + ``valid`` examples to score with and the training
+    examples alone to choose hyper-parameters on (the validation targets must not be in the fit
+    that is scored on them)."""
+    train = load_examples(processed_dir, "train")
+    if valid is None or cfg.split != "test" or not cfg.refit_with_valid:
+        return train, None
+    return pd.concat([train, valid], ignore_index=True), train
 
 
 def plain_item_texts(items: pd.DataFrame) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 - ``leave-one-out``: preprocess's test (or valid) examples, one target per user; the
   protocol of the published numbers. Same users and tie rule as :func:`coldrec.eval.evaluate.evaluate`.
+  With ``eval.refit_with_valid`` the ID baselines and signals are chosen on validation as
+  always, then refit on training + validation examples to score test.
 - ``time-split``: :mod:`coldrec.eval.time_split` (needs timestamps); rows for all / warm /
   cold targets.
 - ``cold-users``: :mod:`coldrec.eval.cold_users`; one row set per history-length bucket.
@@ -22,7 +24,7 @@ import pandas as pd
 from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples, load_items, load_stats
 from coldrec.eval.cold_users import cold_user_data
-from coldrec.eval.examples import load_interactions
+from coldrec.eval.examples import leave_one_out_training, load_interactions
 from coldrec.eval.methods import Methods
 from coldrec.eval.runner import EvalData, RunResult, run_methods
 from coldrec.eval.time_split import time_split_data
@@ -41,8 +43,12 @@ def leave_one_out_data(cfg: PipelineConfig, items: pd.DataFrame, protocol: str =
         examples = examples.sample(n=cfg.eval.max_users, random_state=cfg.eval.seed)
     examples = examples.reset_index(drop=True).assign(targets=lambda d: d["target"].map(lambda t: [t]))
     valid = load_examples(pdir, "valid") if cfg.eval.split == "test" else None  # never tune on what is scored
-    return EvalData(dataset=cfg.data.scene_name, protocol=protocol, items=items, train=load_examples(pdir, "train"),
-                    test=examples, valid=valid, facts={"split": cfg.eval.split, "skipped_users": int((~known).sum())})
+    train, tune_train = leave_one_out_training(pdir, cfg.eval, valid)
+    facts = {"split": cfg.eval.split, "skipped_users": int((~known).sum())}
+    if tune_train is not None:
+        facts["refit_with_valid"] = True
+    return EvalData(dataset=cfg.data.scene_name, protocol=protocol, items=items, train=train, test=examples,
+                    valid=valid, tune_train=tune_train, facts=facts)
 
 
 def build_protocol(name: str, cfg: PipelineConfig, items: pd.DataFrame | None = None,
