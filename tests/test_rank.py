@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from coldrec.eval.baselines import ItemKNN
+from coldrec.eval.baselines import ItemKNN, user_item_matrix
 from coldrec.rank.fusion import FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker, signal_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.reranker import Reranker, fuse
@@ -210,6 +212,15 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
         _reranker_dir(str(tmp_path), version_dir)
     # Users stay within a topic, so co-occurrence predicts targets and the weights use it.
     assert weights.behaviour > 0
+    # The weights were chosen with signals fit on train; the saved ones know every split's interactions.
+    from coldrec.data.processed import load_examples
+
+    known = pd.concat([load_examples(pdir, s) for s in ("train", "valid", "test")])
+    pairs = {name: user_item_matrix(df, signals.item_ids).sum() for name, df in
+             (("known", known), ("train", load_examples(pdir, "train")))}
+    assert signals.counts.sum() == pairs["known"] > pairs["train"]
+    report = json.loads((out / "weights.json").read_text())["report"]
+    assert report["signal_examples"] == len(known) > report["tune_examples"]
 
 
 def test_content_features_use_the_newest_items_and_leave_empty_histories_at_zero():

@@ -1,5 +1,8 @@
-"""Fit the Serve reranker for one index version: behaviour signals from the training split,
-fusion weights from the validation split, saved to ``<index version>/rerank/``.
+"""Fit the Serve reranker for one index version, saved to ``<index version>/rerank/``: EASE's
+lambda, the history decay and the fusion weights are chosen on the validation split with the
+behaviour signals fit on the training split; then the signals are refit on every split's examples
+(train, valid and test), so the served signals know every interaction, the newest included, as
+``eval.refit_with_valid`` does for the test figure.
 
     coldrec rerank --config configs/amazon-scientific.yaml        # after `coldrec index`
 
@@ -13,6 +16,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples
@@ -50,7 +54,10 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
     weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid, cfg.eval.itemknn_decays,
                                  batch_size=cfg.eval.batch_size, max_users=cfg.eval.tune_max_users,
                                  seed=cfg.eval.seed)
-    report = {**report, "ease_lambda": lam, "model_version": index.meta.get("model_version"), "train_examples": len(train)}
+    known = pd.concat([train, valid, load_examples(pdir, "test")], ignore_index=True)  # every interaction, once chosen
+    signals = BehaviourSignals.fit(known, item_ids, decay=signals.decay, ease_lambda=lam)
+    report = {**report, "ease_lambda": lam, "model_version": index.meta.get("model_version"),
+              "tune_examples": len(train), "signal_examples": len(known)}
     out = save_reranker(index_dir / RERANK_DIR, signals, weights, report)
     log.info("reranker for %s: %s (%s)", index_dir, weights.model_dump(), report)
     return out
