@@ -122,6 +122,11 @@ class TrainConfig(_Strict):
     # Processed folders of other scenes (``coldrec preprocess`` output) whose training examples are
     # mixed in, for one model over several scenes; validation stays on this config's dataset.
     extra_datasets: list[str] = Field(default_factory=list)
+    # One seeded shuffle of all training examples before training (Ray Data random_shuffle).
+    # Preprocess writes each user's examples together. Without the shuffle, an epoch capped by
+    # max_steps_per_epoch sees only the users that come first in file order, and a batch holds
+    # several prefixes of one user (each other's in-batch negatives). Always on with extra_datasets.
+    global_shuffle: bool = True
     storage_path: str = "artifacts/runs"
     run_name: str = "coldrec"
     resume: bool = True  # continue from the latest checkpoint of an existing run with the same name

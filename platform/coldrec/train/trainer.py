@@ -17,13 +17,16 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from coldrec.config import PipelineConfig, TrainConfig
 from coldrec.train.batching import TRAIN_COLUMNS
 from coldrec.train.loop import TRAIN_STATE_FILE, keys_with_scene, recall_metric, train_folders, train_loop_per_worker
+
+if TYPE_CHECKING:
+    import ray.data
 
 BEST_MODEL_DIRNAME = "best_model"
 
@@ -95,10 +98,22 @@ def _export_best(checkpoint_dir: Path, target: Path) -> Path:
     return target
 
 
+def training_dataset(cfg: PipelineConfig) -> "ray.data.Dataset":
+    """The training examples of every scene as one Ray Dataset, shuffled once (seeded) unless
+    ``train.global_shuffle`` is off and there is only one scene."""
+    import ray.data
+
+    tc = cfg.train
+    data = ray.data.read_parquet([str(f) for f in train_folders(cfg)],
+                                 columns=TRAIN_COLUMNS + (["scene"] if keys_with_scene(cfg) else []))
+    if tc.global_shuffle or tc.extra_datasets:  # mixed users (and scenes), not one after another
+        data = data.random_shuffle(seed=tc.seed)
+    return data
+
+
 def train(cfg: PipelineConfig) -> TrainResult:
     """Fine-tune on ``<processed_dir>/examples/train`` (and ``train.extra_datasets``'); return where
     the best model landed and the metrics."""
-    import ray.data
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -108,10 +123,7 @@ def train(cfg: PipelineConfig) -> TrainResult:
     for extra in tc.extra_datasets:
         check_inputs(Path(extra), train_only=True)
     set_aside_previous_run(tc)
-    train_data = ray.data.read_parquet([str(f) for f in train_folders(cfg)],
-                                       columns=TRAIN_COLUMNS + (["scene"] if keys_with_scene(cfg) else []))
-    if tc.extra_datasets:  # one stream of all scenes, not one scene after another
-        train_data = train_data.random_shuffle(seed=tc.seed)
+    train_data = training_dataset(cfg)
 
     metric = recall_metric(tc.val_k)
     trainer = TorchTrainer(
