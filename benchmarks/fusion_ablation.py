@@ -28,6 +28,7 @@ chose on the same tuning part.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import shlex
 import sys
@@ -170,11 +171,8 @@ def main() -> None:
     near_items = history_vectors(histories, vectors, position)
     extra = user_knn(train, item_ids, valid, args.user_knn)
     tie_order = np.random.default_rng(cfg.eval.seed).permutation(len(item_ids))
-    lightgbm = True
-    try:
-        import lightgbm  # noqa: F401
-    except ImportError:
-        lightgbm = False
+    have_lightgbm = importlib.util.find_spec("lightgbm") is not None
+    if not have_lightgbm:
         log.warning("lightgbm is not installed: the LightGBM variant is skipped")
 
     def full(scores: np.ndarray, rows: np.ndarray) -> dict[str, float]:
@@ -201,7 +199,7 @@ def main() -> None:
         with_knn = np.concatenate([stack, extra[..., None]], axis=-1)
         w = softmax_weights(with_knn[tune], targets[tune])
         results[f"linear, softmax cross-entropy + user-kNN ({args.user_knn})"] = full(with_knn @ w, held)
-        if lightgbm:
+        if have_lightgbm:
             results[f"LightGBM lambdarank, top-{args.candidates}"] = lightgbm_variant(
                 stack, linear, targets, tune, held, args.candidates, cfg.eval.seed)
         for variant, metrics in results.items():
