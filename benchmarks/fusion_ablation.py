@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
 from coldrec.bench import record  # noqa: E402
 from coldrec.config import load_config  # noqa: E402
+from coldrec.eval.baselines import history_weights, user_item_matrix  # noqa: E402
 from coldrec.data.processed import load_examples, load_items  # noqa: E402
 from coldrec.eval.methods import Methods  # noqa: E402
 from coldrec.eval.metrics import rank_metrics, target_ranks  # noqa: E402
@@ -58,27 +59,16 @@ log = logging.getLogger("fusion_ablation")
 def user_knn(train: pd.DataFrame, item_ids: list[str], queries: pd.DataFrame, neighbours: int) -> np.ndarray:
     """(queries, items) user-based CF: the cosine-weighted mean item set of each query history's
     ``neighbours`` most similar training users, the query's own training rows excluded."""
+    x, users = user_item_matrix(train, item_ids, return_users=True)  # (training users, items) 0/1
     position = {item_id: i for i, item_id in enumerate(item_ids)}
-
-    def sets(groups) -> sp.csr_matrix:  # (len(groups), items) 0/1 of each group's catalog items
-        rows, cols = [], []
-        for r, group in enumerate(groups):
-            for c in {position[i] for i in group if i in position}:
-                rows.append(r)
-                cols.append(c)
-        return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(groups), len(item_ids)))
-
-    pairs = pd.concat([train[["user_id", "history"]].explode("history").rename(columns={"history": "item_id"}),
-                       train[["user_id", "target"]].rename(columns={"target": "item_id"})]).dropna()
-    own_items = pairs.groupby("user_id", sort=True)["item_id"].agg(list)  # each training user's items
-    x, q = sets(own_items.tolist()), sets(queries["history"].tolist())
+    q = sp.csr_matrix(history_weights(queries["history"].tolist(), position, len(item_ids)))  # 0/1 at decay 1
 
     def unit(m: sp.csr_matrix) -> sp.csr_matrix:
         norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
         return (sp.diags(1.0 / np.maximum(norms, 1e-9)) @ m).tocsr()
 
     xu, qu, dense = unit(x), unit(q), x.toarray()
-    own = pd.Series(np.arange(len(own_items)), index=own_items.index).reindex(queries["user_id"]).to_numpy()
+    own = pd.Series(np.arange(len(users)), index=users).reindex(queries["user_id"]).to_numpy()
     out = np.zeros((len(queries), len(item_ids)), dtype=np.float32)
     for lo in range(0, len(queries), 1000):
         sims = (qu[lo : lo + 1000] @ xu.T).toarray()

@@ -26,8 +26,12 @@ def _positions(item_ids: Sequence[str]) -> dict[str, int]:
     return {item_id: i for i, item_id in enumerate(item_ids)}
 
 
-def user_item_matrix(train: pd.DataFrame, item_ids: Sequence[str]) -> sp.csr_matrix:
-    """(train users, items) 0/1: every item a user has in any training row (history or target)."""
+def user_item_matrix(train: pd.DataFrame, item_ids: Sequence[str],
+                     return_users: bool = False) -> sp.csr_matrix | tuple[sp.csr_matrix, np.ndarray]:
+    """(train users, items) 0/1: every item a user has in any training row (history or target).
+
+    With ``return_users``, also the user id of each row (sorted; users without a catalog item have none).
+    """
     position = _positions(item_ids)
     hist = train[["user_id", "history"]].explode("history").rename(columns={"history": "item_id"})
     pairs = pd.concat([hist, train[["user_id", "target"]].rename(columns={"target": "item_id"})])
@@ -36,7 +40,8 @@ def user_item_matrix(train: pd.DataFrame, item_ids: Sequence[str]) -> sp.csr_mat
     pairs, cols = pairs[cols.notna()], cols[cols.notna()].astype(np.int64)
     users, rows = np.unique(pairs["user_id"].to_numpy(), return_inverse=True)
     data = np.ones(len(rows), dtype=np.float32)
-    return sp.csr_matrix((data, (rows, cols.to_numpy())), shape=(len(users), len(item_ids)))
+    matrix = sp.csr_matrix((data, (rows, cols.to_numpy())), shape=(len(users), len(item_ids)))
+    return (matrix, users) if return_users else matrix
 
 
 def history_weights(histories: Sequence[Sequence[str]], position: dict[str, int], n_items: int,
