@@ -37,12 +37,14 @@ def load_backbone(name: str, dtype=None):
     return tokenizer, model
 
 
-def save_tiny_backbone(path: str | Path, hidden_size: int = 32, layers: int = 2) -> str:
+def save_tiny_backbone(path: str | Path, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> str:
     """Write a tiny randomly initialised BERT (with MiniLM's tokenizer) for plumbing tests.
 
     No weights are downloaded: the model is built from a config; the vocabulary is the one
-    that ships with the packaged MiniLM.
+    that ships with the packaged MiniLM. The initialisation is seeded (without touching the
+    caller's random state), so the same call writes the same model whatever ran before it.
     """
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     path = Path(path)
@@ -55,6 +57,9 @@ def save_tiny_backbone(path: str | Path, hidden_size: int = 32, layers: int = 2)
         intermediate_size=hidden_size * 2,
         max_position_embeddings=512,
     )
-    BertModel(config).save_pretrained(path)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertModel(config)
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
