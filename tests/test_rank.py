@@ -179,6 +179,25 @@ def test_reranker_deployment_class_fuses_and_explains(tmp_path):
     assert [r["score"] for r in reranker.rerank(cands, 3, [], {"history": history})] == [0.5, 0.5, 0.5]
 
 
+def test_reranker_ranks_free_text_alone_by_content(tmp_path):
+    # Learned item priors are weighed against history features; with no history they are all that
+    # is left, and a large popularity weight would put popular items above the words' best match.
+    signals = BehaviourSignals.fit(examples(), ITEMS)
+    save_reranker(tmp_path, signals, FusionWeights(behaviour=5.0, popularity=10.0, freshness=1.0), {"on": "test"})
+    reranker = Reranker.func_or_class(reranker_dir=str(tmp_path))
+    unit = np.ones(4, np.float32) / 2
+    popular = int(np.argmax(signals.counts))
+    cands = [{"item_id": item, "title": item, "text": "", "score": score, "vector": unit}
+             for item, score in (("brand-new", 0.9), (ITEMS[popular], 0.5))]
+    ranked = reranker.rerank(cands, 2, [], {"history": [], "words": ["keyboard"]})
+    assert [r["item_id"] for r in ranked] == ["brand-new", ITEMS[popular]]
+    assert [r["score"] for r in ranked] == pytest.approx([0.9, 0.5])
+    # With a history the learned weights apply, popularity included.
+    history = [{"item_id": ITEMS[0], "title": "First", "vector": unit}]
+    with_history = reranker.rerank(cands, 2, [], {"history": history, "words": []})
+    assert with_history[0]["item_id"] == ITEMS[popular]
+
+
 def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
     from synthetic import write_processed
 

@@ -9,7 +9,7 @@ relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions 
 + w_u * unseen + the cosines with the history's items (newest, recency-weighted mean, best of the newest
 five) + w_p * popularity + w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals and weights
 that ``coldrec rerank`` learned on the validation split for this index version (``<index version>/rerank/``); without them, relevance is
-the content score. Then MMR trades relevance for diversity. Items added through the API since the
+the content score, as it is for a request with no history (free text alone). Then MMR trades relevance for diversity. Items added through the API since the
 fit are unknown to the signals: no behaviour, no popularity, freshness 1 (brand new).
 
 The Ingress coalesces concurrent /recommend requests into one ``rerank_many(candidate_lists,
@@ -194,7 +194,12 @@ class Reranker:
         seen = set(exclude or ())
         fresh = [c for c in candidates if c["item_id"] not in seen]
         history, words = (context or {}).get("history") or [], (context or {}).get("words") or []
-        if self.signals is not None:
+        if self.signals is not None and history:
+            # The weights were learned on validation users with a history; for free text alone only
+            # the item priors (popularity, freshness) would be left, at a scale learned beside history
+            # features, and they would bury the items the words describe (a new item under its own
+            # text included). So free text alone is ranked by its content score, as evaluated in the
+            # cold-user protocol's free-text bucket.
             fresh = fuse(fresh, history, self.signals, self.weights)
         return [
             {"item_id": c["item_id"], "title": c["title"], "score": c["score"],
