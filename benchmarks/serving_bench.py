@@ -17,6 +17,7 @@ of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import multiprocessing
 import os
@@ -37,6 +38,7 @@ GPU_RPS_GOAL = 2000.0  # /recommend requests per second on one H100
 # Where the CPU goes: Ray titles each Serve process ``ray::ServeReplica:<app>:<deployment>``,
 # ``ray::ProxyActor``, ``ray::ServeController``; "loadgen" is the load generator's own process.
 ROLES = ("ProxyActor", "Ingress", "ProfileEncoder", "Retriever", "Reranker", "ServeController")
+HA_PROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"  # read by every Serve process when it starts
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--suite", default="http",
                         help="rows' suite in serving.json and section serving-<suite> of BENCHMARKS.md "
                              "(e.g. http-gpu for the GPU machine's run, so the CPU rows stay)")
+    parser.add_argument("--ha-proxy", action="store_true",
+                        help="HTTP through HAProxy straight to the Ingress replicas (RAY_SERVE_ENABLE_HA_PROXY=1) "
+                             "instead of Serve's Python proxy; the variable set in the environment does the same")
     return parser.parse_args(argv)
 
 
@@ -139,14 +144,25 @@ def encoder_rows(index_dir: Path, bodies: dict, batch_size: int, threads: int, s
     return rows
 
 
+async def encoder_info(app_name: str) -> dict:
+    """The ProfileEncoder's info(), asked from inside an event loop: with RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    a handle's router runs on the caller's loop, so a handle used outside one fails."""
+    from ray import serve
+
+    return await serve.get_deployment_handle("ProfileEncoder", app_name).info.remote()
+
+
 def serve_processes() -> dict:
-    """{role: [psutil.Process, ...]} for this machine's Serve processes, every replica of each role."""
+    """{role: [psutil.Process, ...]} for this machine's Serve processes, every replica of each role,
+    and the HAProxy that Serve starts with RAY_SERVE_ENABLE_HA_PROXY=1 (role "haproxy")."""
     import psutil
 
     found: dict[str, list] = {}
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "name"]):
         title = " ".join(proc.info["cmdline"] or [])
         role = next((r for r in ROLES if title.startswith("ray::") and r in title), None)
+        if role is None and proc.info["name"] == "haproxy":
+            role = "haproxy"
         if role:
             found.setdefault(role, []).append(proc)
     return found
@@ -246,6 +262,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], str]:
     work = Path(args.work or Path(args.root) / "artifacts" / "serving-bench").resolve()
     levels = [int(c) for c in args.concurrency.split(",")]
     os.environ.update(RUNTIME_ENV_VARS)
+    if args.ha_proxy:
+        os.environ[HA_PROXY_ENV] = "1"  # the local Ray started below passes it to Serve's processes
+    ha_proxy = os.environ.get(HA_PROXY_ENV) == "1"
     # A fresh local Ray of this machine's cores: never join another session's cluster.
     ray.init(address="local", include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": dict(RUNTIME_ENV_VARS)})  # fmt: skip
@@ -263,7 +282,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], str]:
         rows = encoder_rows(index_dir, bodies, batch, threads, seconds=max(args.duration, 1.0))
 
         deploy_config(config)
-        info = serve.get_deployment_handle("ProfileEncoder", app["name"]).info.remote().result()
+        info = asyncio.run(encoder_info(app["name"]))
         spawn = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as loadgen:
             import psutil
@@ -295,6 +314,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], str]:
         f"(a) TextEncoder.encode_users in the benchmark process, batches of {batch} (the ProfileEncoder's "
         f"max_batch_size), {threads} torch thread(s) as its replica gets ({info.get('threads', '?')} reported by it).",
         f"(b, c) {Path(args.serve_config).name} deployments as written: {deployments}.",
+        ("HTTP: HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1) forwards each request straight to an Ingress replica's own "
+         "HTTP server; Serve's Python proxy only configures it." if ha_proxy else
+         "HTTP: Serve's Python proxy (one ProxyActor per node) forwards each request to an Ingress replica."),
         f"Load: closed loop, {args.warmup:g} s warm-up then {args.duration:g} s measured per level; generator: "
         "one asyncio process, raw keep-alive HTTP/1.1 sockets, on the same machine (it shares the cores).",
         f"(c) one writer cycles POST/PUT/DELETE /items at {args.update_rate:g} writes/s; after each acknowledged "

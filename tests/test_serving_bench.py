@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from test_eval_protocols import write_timed
 
@@ -41,7 +42,8 @@ def prebuilt_index(work: Path, backbone: str) -> None:
     write_latest(index.save(work / "index" / "office" / "untrained-tiny"))
 
 
-def test_benchmark_script_records_rows(tmp_path, tiny_backbone):
+@pytest.mark.parametrize("ha_proxy", [False, True], ids=["serve-proxy", "haproxy"])
+def test_benchmark_script_records_rows(tmp_path, tiny_backbone, ha_proxy):
     work = tmp_path / "work"
     write_timed(work / "data" / "office")  # a processed folder: the benchmark reuses it
     prebuilt_index(work, tiny_backbone)
@@ -51,7 +53,8 @@ def test_benchmark_script_records_rows(tmp_path, tiny_backbone):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "serving_bench.py"), "--config", str(tmp_path / "office.yaml"),
          "--backbone", tiny_backbone, "--work", str(work), "--root", str(out), "--machine", "test machine",
-         "--duration", "1", "--warmup", "0.3", "--concurrency", "1,2", "--update-rate", "3"],
+         "--duration", "1", "--warmup", "0.3", "--concurrency", "1,2", "--update-rate", "3"]
+        + (["--ha-proxy"] if ha_proxy else []),
         check=True, capture_output=True, text=True, cwd=ROOT, timeout=300,
     )  # fmt: skip
     rows = json.loads((out / "benchmarks" / "results" / "serving.json").read_text())
@@ -67,3 +70,6 @@ def test_benchmark_script_records_rows(tmp_path, tiny_backbone):
     text = (out / "BENCHMARKS.md").read_text()
     assert "<!-- begin:serving-http -->" in text and "saturation" in text and "met" in text
     assert "reusing" in result.stdout  # the prebuilt index, not a new one
+    # With RAY_SERVE_ENABLE_HA_PROXY=1 the requests pass through HAProxy, not Serve's Python proxy.
+    assert (("cpu", "item c=2", "haproxy_cpu_ms_per_request") in value) == ha_proxy
+    assert ("HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)" in text) == ha_proxy
