@@ -17,7 +17,6 @@ of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import concurrent.futures
 import multiprocessing
 import os
@@ -142,14 +141,6 @@ def encoder_rows(index_dir: Path, bodies: dict, batch_size: int, threads: int, s
         rows.append({"benchmark": "encoder", "setting": f"{kind} b={batch_size} threads={threads}",
                      "kind": kind, "metric": "texts_per_s", "value": round(rate, 2)})  # fmt: skip
     return rows
-
-
-async def encoder_info(app_name: str) -> dict:
-    """The ProfileEncoder's info(), asked from inside an event loop: with RAY_SERVE_THROUGHPUT_OPTIMIZED=1
-    a handle's router runs on the caller's loop, so a handle used outside one fails."""
-    from ray import serve
-
-    return await serve.get_deployment_handle("ProfileEncoder", app_name).info.remote()
 
 
 def serve_processes() -> dict:
@@ -282,7 +273,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], str]:
         rows = encoder_rows(index_dir, bodies, batch, threads, seconds=max(args.duration, 1.0))
 
         deploy_config(config)
-        info = asyncio.run(encoder_info(app["name"]))
+        info = serve.get_deployment_handle("ProfileEncoder", app["name"]).info.remote().result()
         spawn = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as loadgen:
             import psutil
