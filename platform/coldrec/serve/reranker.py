@@ -8,9 +8,11 @@
 relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
 + w_u * unseen + the cosines with the history's items (newest, recency-weighted mean, best of the newest
 five) + w_p * popularity + w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals and weights
-that ``coldrec rerank`` learned on the validation split for this index version (``<index version>/rerank/``); without them, relevance is
-the content score, as it is for a request with no history (free text alone). Then MMR trades relevance for diversity. Items added through the API since the
-fit are unknown to the signals: no behaviour, no popularity, freshness 1 (brand new).
+that ``coldrec rerank`` learned on the validation split for this index version
+(``<index version>/rerank/``); without them, relevance is the content score, as it is for a
+request with no history (free text alone). Then MMR trades relevance for diversity. Items added
+through the API since the fit are unknown to the signals: no behaviour, no popularity,
+freshness 1 (brand new).
 
 The Ingress coalesces concurrent /recommend requests into one ``rerank_many(candidate_lists,
 params)`` call, each request's params being ``rerank``'s {k, exclude, context}.
