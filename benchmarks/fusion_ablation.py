@@ -105,10 +105,10 @@ def softmax_weights(stack: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def top_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """NDCG@10 and Recall@10 of reranked candidates (queries, N); a target outside them counts 0."""
     order = np.argsort(-scores, axis=1, kind="stable")
-    hits = np.take_along_axis(labels, order, axis=1)[:, :10]
-    found, rank = hits.sum(axis=1) > 0, hits.argmax(axis=1)
-    return {"ndcg@10": float(np.where(found, 1.0 / np.log2(rank + 2.0), 0.0).mean()),
-            "recall@10": float(found.mean())}
+    hits = np.take_along_axis(labels, order, axis=1)  # (queries, N) 1 at the target's place
+    ranks = np.where(hits.any(axis=1), hits.argmax(axis=1), np.inf)
+    metrics = rank_metrics(ranks, [10])
+    return {m: metrics[m] for m in METRICS}
 
 
 def lightgbm_variant(stack: np.ndarray, linear: np.ndarray, targets: np.ndarray, tune: np.ndarray,
