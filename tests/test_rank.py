@@ -87,8 +87,9 @@ def test_ease_feature_ranks_like_the_ease_baseline():
 def test_save_and_load_round_trip(tmp_path):
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
-    loaded, weights = load_reranker(tmp_path)
+    loaded, weights, lexical = load_reranker(tmp_path)
     assert weights == FusionWeights(behaviour=0.4) and loaded.decay == 0.5 and loaded.item_ids == ITEMS
+    assert lexical is None  # saved without item texts
     hist = [["i0", "i2"], ["i6"]]
     assert np.allclose(loaded.behaviour(hist), signals.behaviour(hist))
     assert np.allclose(loaded.sequence(hist), signals.sequence(hist)) and signals.sequence(hist).any()
@@ -223,8 +224,9 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
 
     out = fit_reranker(cfg)  # the scene's LATEST
     assert out == version_dir / "rerank"
-    signals, weights = load_reranker(out)
+    signals, weights, lexical = load_reranker(out)
     assert sorted(signals.item_ids) == sorted(items["item_id"])
+    assert lexical is not None and lexical.vocabulary_size > 0  # fitted on the index's item texts
     assert _reranker_dir(None, version_dir) == str(version_dir / "rerank")
     assert _reranker_dir("none", version_dir) is None
     with pytest.raises(ValueError, match="coldrec rerank"):

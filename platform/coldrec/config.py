@@ -186,6 +186,9 @@ class EvalConfig(_Strict):
     # validation examples to score test. The validation interaction happened before the test one
     # (the test history holds it); the text model is not retrained. Off: the published protocol.
     refit_with_valid: bool = False
+    # The fused reranker's word-overlap features (TF-IDF rows of item texts, coldrec.rank.lexical);
+    # off: the fusion of content, behaviour and vector cosines alone, for ablations.
+    fused_lexical: bool = True
     # Global time split: cut at this quantile of interaction timestamps; "first" = each test
     # user's first interaction after the cut is the target, "all" = every one of them.
     time_quantile: float = Field(default=0.8, gt=0.0, lt=1.0)

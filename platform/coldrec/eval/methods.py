@@ -134,11 +134,14 @@ class Methods:
 
     def _fused(self, items: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame | None,
                tune_train: pd.DataFrame | None) -> Scorer:
-        """Content + behaviour; weights learned on ``valid`` with signals fit on ``tune_train``
-        (or ``train``), then the signals refit on ``train`` for scoring."""
+        """Content + behaviour + word overlap; weights learned on ``valid`` with signals fit on
+        ``tune_train`` (or ``train``), then the signals refit on ``train`` for scoring. The TF-IDF
+        vocabulary is fit on the catalog's item texts, which needs no interaction."""
         from coldrec.rank.fusion import (
-            FusionWeights, content_features, fit_fusion, fused_scores, history_vectors, signal_features,
+            FusionWeights, catalog_lexical_features, content_features, fit_fusion, fused_scores, history_vectors,
+            signal_features,
         )  # fmt: skip
+        from coldrec.rank.lexical import LexicalVectors
         from coldrec.rank.signals import BehaviourSignals
 
         source = self.fused_source()
@@ -148,12 +151,16 @@ class Methods:
         self.build("ease", items, train, valid, tune_train)
         lam = self.chosen["ease"]["chosen"]
         signals = BehaviourSignals.fit(train if tune_train is None else tune_train, item_ids, ease_lambda=lam)
+        texts = items["text"].tolist()
+        # word overlap: fit on item texts, no interaction
+        vocabulary = LexicalVectors.fit_if_any(texts) if self.cfg.fused_lexical else None
+        lexical = None if vocabulary is None else vocabulary.transform(texts)
         if valid is None or valid.empty:
             weights, chosen = FusionWeights(), {"on": "no validation examples: content only"}
         else:
             weights, chosen = fit_fusion(signals, encoder, vectors, item_ids, valid, self.cfg.itemknn_decays,
                                          batch_size=self.cfg.batch_size, max_users=self.cfg.tune_max_users,
-                                         seed=self.cfg.seed)
+                                         seed=self.cfg.seed, lexical_rows=lexical)
         self.chosen["fused"] = {"chosen": weights.model_dump(), "content": source, "ease_lambda": lam, **chosen}
         if tune_train is not None:
             signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay, ease_lambda=lam)
@@ -164,6 +171,8 @@ class Methods:
             content = encoder.encode_users(batch["profile_text"].tolist(), batch_size=self.cfg.batch_size) @ vectors.T
             histories = batch["history"].tolist()
             near = content_features(history_vectors(histories, vectors, position), vectors, signals.decay)
+            if lexical is not None:
+                near.update(catalog_lexical_features(histories, lexical, position, signals.decay))
             return fused_scores(content, {**signal_features(signals, histories, cols), **near}, weights)
 
         return score

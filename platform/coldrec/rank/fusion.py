@@ -7,8 +7,10 @@ vectors (:func:`content_features`): ``newest`` (cosine with the user's newest hi
 recency, which the profile text mixes with older items), ``history_mean`` (the recency-weighted
 mean cosine with every history item: the profile text holds only the newest two or three items)
 and ``history_max`` (the best cosine with one of the newest few items); then ``popularity`` and
-``freshness``. ``content`` is the profile
-model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
+``freshness``. With the catalog's TF-IDF rows (:mod:`coldrec.rank.lexical`), the same three
+history features over word overlap instead of the profile model's vectors: ``lexical_newest``,
+``lexical_mean`` and ``lexical_max`` (a brand or model number shared with a history item).
+``content`` is the profile model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
 are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
 whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
 so what is measured is what is served.
@@ -23,13 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
+from coldrec.rank.lexical import LEXICAL_FEATURES, LexicalVectors, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 
 WEIGHTS_FILE = "weights.json"
 CONTENT_FEATURES = ("newest", "history_mean", "history_max")  # cosines with the history's item vectors
-PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen", *CONTENT_FEATURES)  # (queries, items)
+PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen", *CONTENT_FEATURES, *LEXICAL_FEATURES)  # (queries, items)
 HISTORY_MAX_ITEMS = 5  # history_max looks at this many of the newest history items
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
@@ -45,6 +49,9 @@ class FusionWeights(BaseModel):
     newest: float = Field(0.0, ge=0)
     history_mean: float = Field(0.0, ge=0)
     history_max: float = Field(0.0, ge=0)
+    lexical_newest: float = Field(0.0, ge=0)
+    lexical_mean: float = Field(0.0, ge=0)
+    lexical_max: float = Field(0.0, ge=0)
     popularity: float = Field(0.0, ge=0)
     freshness: float = Field(0.0, ge=0)
 
@@ -62,6 +69,9 @@ class FusionGrid(BaseModel):
     newest: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     history_mean: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     history_max: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    lexical_newest: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    lexical_mean: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    lexical_max: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
     freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the weights")
@@ -87,10 +97,12 @@ def _ndcg_at_10(scores: np.ndarray, targets: np.ndarray, tie_order: np.ndarray) 
 
 
 def learn_weights(content: np.ndarray, features: dict[str, np.ndarray], targets: np.ndarray,
-                  grid: FusionGrid | None = None, seed: int = 0) -> tuple[FusionWeights, dict]:
+                  grid: FusionGrid | None = None, seed: int = 0,
+                  start: FusionWeights | None = None) -> tuple[FusionWeights, dict]:
     """Weights with the best NDCG@10 of ``targets`` (queries,) catalog columns, by coordinate ascent.
 
-    content: (queries, items); features as in :func:`fused_scores`. Starting from content alone,
+    content: (queries, items); features as in :func:`fused_scores`. Starting from content alone
+    (or from ``start``, whose validation NDCG the result then never falls below),
     each sweep sets every weight in turn to its best grid value given the others, until a sweep
     changes nothing; then sweeps that scale each non-zero weight by ``refine_factors`` refine it
     between grid points (and past the end of a grid) the same way. A constant feature shifts every
@@ -108,7 +120,7 @@ def learn_weights(content: np.ndarray, features: dict[str, np.ndarray], targets:
             seen[key] = _ndcg_at_10(fused_scores(content, features, w), targets, tie_order)
         return seen[key]
 
-    best = FusionWeights()
+    best = start or FusionWeights()
     best_value = value(best)
 
     def sweep(candidates) -> None:
@@ -141,14 +153,16 @@ def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]
             "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
 
 
+def history_columns(histories: Sequence[Sequence[str]], position: dict[str, int]) -> list[list[int]]:
+    """Per history (oldest first), the catalog columns of its items, newest first, each once."""
+    return [list(dict.fromkeys(position[str(i)] for i in reversed(list(hist)) if str(i) in position))
+            for hist in histories]
+
+
 def history_vectors(histories: Sequence[Sequence[str]], item_vectors: np.ndarray,
                     position: dict[str, int]) -> list[np.ndarray]:
     """Per history (oldest first), the (h, dim) vectors of its catalog items, newest first, each once."""
-    out = []
-    for hist in histories:
-        cols = [position[str(i)] for i in reversed(list(hist)) if str(i) in position]
-        out.append(item_vectors[list(dict.fromkeys(cols))])
-    return out
+    return [item_vectors[cols] for cols in history_columns(histories, position)]
 
 
 def content_features(histories: Sequence[np.ndarray], candidates: np.ndarray, decay: float) -> dict[str, np.ndarray]:
@@ -182,14 +196,26 @@ def content_features(histories: Sequence[np.ndarray], candidates: np.ndarray, de
     return {"newest": newest @ candidates.T, "history_mean": mean @ candidates.T, "history_max": best}
 
 
+def catalog_lexical_features(histories: Sequence[Sequence[str]], lexical_rows: sp.csr_matrix,
+                             position: dict[str, int], decay: float) -> dict[str, np.ndarray]:
+    """:func:`coldrec.rank.lexical.lexical_features` of histories (oldest first) x the whole catalog;
+    ``lexical_rows``: (items, vocabulary) TF-IDF rows in catalog order."""
+    columns = history_columns(histories, position)
+    return lexical_features([lexical_rows[cols] for cols in columns], lexical_rows, decay, HISTORY_MAX_ITEMS,
+                            own=[np.asarray(cols, dtype=np.int64) for cols in columns])
+
+
 def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, item_ids: Sequence[str],
                valid: pd.DataFrame, decays: Sequence[float] = (1.0,), grid: FusionGrid | None = None,
-               batch_size: int = 64, max_users: int | None = 2000, seed: int = 0) -> tuple[FusionWeights, dict]:
+               batch_size: int = 64, max_users: int | None = 2000, seed: int = 0,
+               lexical_rows: sp.csr_matrix | None = None) -> tuple[FusionWeights, dict]:
     """Learn the weights (and the signals' history decay) on validation examples.
 
     ``valid``: rows with history, profile_text and target (a catalog item id); ``item_vectors``
-    (items, dim) are the item tower's vectors in ``item_ids`` order. Sets ``signals.decay`` to the
-    chosen decay. Returns (weights, report).
+    (items, dim) are the item tower's vectors in ``item_ids`` order, and ``lexical_rows``, when
+    given, the items' TF-IDF rows (:class:`coldrec.rank.lexical.LexicalVectors`) in that order;
+    without them the lexical weights stay 0. Sets ``signals.decay`` to the chosen decay. Returns
+    (weights, report).
     """
     position = {item_id: i for i, item_id in enumerate(item_ids)}
     valid = valid[valid["target"].isin(position)]
@@ -206,6 +232,13 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
         signals.decay = decay
         features = {**signal_features(signals, histories, cols), **content_features(vectors, item_vectors, decay)}
         weights, report = learn_weights(content, features, targets, grid, seed)
+        if lexical_rows is not None:  # then the word-overlap weights too, starting from that optimum
+            # Coordinate ascent is greedy: from content alone, the extra features can lead it to a
+            # worse optimum than without them. Started from the optimum without them, they only add.
+            features.update(catalog_lexical_features(histories, lexical_rows, position, decay))
+            tried = report["points_tried"]
+            weights, report = learn_weights(content, features, targets, grid, seed, start=weights)
+            report["points_tried"] += tried
         if best is None or report["ndcg@10"] > best[0]:
             best = (report["ndcg@10"], decay, weights, report)
     _, decay, weights, report = best
@@ -214,17 +247,25 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     return weights, {**report, "decay": decay}
 
 
-def save_reranker(folder: str | Path, signals: BehaviourSignals, weights: FusionWeights, report: dict) -> Path:
-    """``folder/{signals.npz, weights.json}``: what the Serve Reranker loads (``AppArgs.reranker_dir``)."""
+def save_reranker(folder: str | Path, signals: BehaviourSignals, weights: FusionWeights, report: dict,
+                  lexical: LexicalVectors | None = None) -> Path:
+    """``folder/{signals.npz, weights.json[, lexical.npz]}``: what the Serve Reranker loads
+    (``AppArgs.reranker_dir``)."""
     path = Path(folder)
     signals.save(path)
+    if lexical is not None:
+        lexical.save(path)
     (path / WEIGHTS_FILE).write_text(json.dumps({"weights": weights.model_dump(), "report": report}, indent=2) + "\n")
     return path
 
 
-def load_reranker(folder: str | Path) -> tuple[BehaviourSignals, FusionWeights]:
+def load_reranker(folder: str | Path) -> tuple[BehaviourSignals, FusionWeights, LexicalVectors | None]:
+    """(signals, weights, lexical vectors or None) as :func:`save_reranker` wrote them."""
     path = Path(folder)
     if not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path} holds no {WEIGHTS_FILE}: run `coldrec rerank` first")
     weights = FusionWeights.model_validate(json.loads((path / WEIGHTS_FILE).read_text())["weights"])
-    return BehaviourSignals.load(path), weights
+    lexical = LexicalVectors.load_if_present(path)
+    if lexical is None and any(getattr(weights, name) for name in LEXICAL_FEATURES):
+        raise FileNotFoundError(f"{path}: the weights use lexical features but there is no lexical.npz")
+    return BehaviourSignals.load(path), weights, lexical

@@ -22,6 +22,7 @@ from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples
 from coldrec.index.item_index import ItemIndex, resolve_index_dir
 from coldrec.rank.fusion import fit_fusion, save_reranker
+from coldrec.rank.lexical import LexicalVectors
 from coldrec.rank.signals import EASE_MAX_ITEMS, BehaviourSignals
 
 RERANK_DIR = "rerank"
@@ -39,7 +40,8 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
 
     index_dir = resolve_index_dir(index_dir or Path(cfg.index.output_dir) / cfg.data.scene_name)
     index = ItemIndex.load(index_dir)
-    item_ids = index.rows()["item_id"].tolist()
+    rows = index.rows()
+    item_ids = rows["item_id"].tolist()
     vectors = np.stack([index.vector(i) for i in item_ids]) if item_ids else np.zeros((0, index.dim), np.float32)
     pdir = cfg.data.processed_dir
     train, valid = load_examples(pdir, "train"), load_examples(pdir, "valid")
@@ -51,13 +53,15 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
         lam = choose(EASE(train, item_ids).scorer, cfg.eval.ease_lambdas, valid, item_ids, cfg.eval)[1]["chosen"]
     signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)
     encoder = TextEncoder.load(index.meta["model_path"], model_config=cfg.model)
+    texts = rows["text"].tolist() if "text" in rows else []  # word overlap needs item texts, no interaction
+    lexical = LexicalVectors.fit_if_any(texts) if cfg.eval.fused_lexical else None
     weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid, cfg.eval.itemknn_decays,
                                  batch_size=cfg.eval.batch_size, max_users=cfg.eval.tune_max_users,
-                                 seed=cfg.eval.seed)
+                                 seed=cfg.eval.seed, lexical_rows=None if lexical is None else lexical.transform(texts))
     known = pd.concat([train, valid, load_examples(pdir, "test")], ignore_index=True)  # every interaction, once chosen
     signals = BehaviourSignals.fit(known, item_ids, decay=signals.decay, ease_lambda=lam)
     report = {**report, "ease_lambda": lam, "model_version": index.meta.get("model_version"),
               "tune_examples": len(train), "signal_examples": len(known)}
-    out = save_reranker(index_dir / RERANK_DIR, signals, weights, report)
+    out = save_reranker(index_dir / RERANK_DIR, signals, weights, report, lexical)
     log.info("reranker for %s: %s (%s)", index_dir, weights.model_dump(), report)
     return out

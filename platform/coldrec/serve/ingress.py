@@ -174,7 +174,8 @@ class Ingress:
         profile = self._profile_text(request, profile_ids, known)
         exclude = profile_ids if request.exclude_seen else []
         context = {
-            "history": [{"item_id": i, "title": known[i]["title"], "vector": known[i]["vector"]} for i in profile_ids],
+            "history": [{"item_id": i, "title": known[i]["title"], "text": known[i].get("text", ""),
+                         "vector": known[i]["vector"]} for i in profile_ids],
             "words": informative_words(request.text),
         }
         job = Recommendation(profile, request.k, max(self.candidates, request.k), exclude, request.scene,

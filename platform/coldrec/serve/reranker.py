@@ -2,12 +2,14 @@
 
 ``rerank(candidates, k, exclude, context) -> items``, where a candidate is
 {item_id, title, text, score, vector} (score: the profile model's cosine) and a returned item is
-{item_id, title, score, reason}. ``context`` = {"history": [{item_id, title, vector}] newest first,
+{item_id, title, score, reason}. ``context`` = {"history": [{item_id, title, text, vector}] newest first,
 "words": [query words]} is what behaviour scores and reasons are made from.
 
 relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
 + w_u * unseen + the cosines with the history's items (newest, recency-weighted mean, best of the newest
-five) + w_p * popularity + w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals and weights
+five), the same three over the items' words (TF-IDF rows of the candidate's and the history items'
+texts, :mod:`coldrec.rank.lexical`: a new item has them from its text alone) + w_p * popularity +
+w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals, vocabulary and weights
 that ``coldrec rerank`` learned on the validation split for this index version
 (``<index version>/rerank/``); without them, relevance is the content score, as it is for a
 request with no history (free text alone). Then MMR trades relevance for diversity. Items added
@@ -27,8 +29,9 @@ import numpy as np
 from ray import serve
 
 from coldrec.rank.fusion import (
-    CONTENT_FEATURES, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
+    CONTENT_FEATURES, HISTORY_MAX_ITEMS, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
 )  # fmt: skip
+from coldrec.rank.lexical import LEXICAL_FEATURES, LexicalVectors, RowCache, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
 
@@ -93,6 +96,19 @@ def candidate_content(candidates: list[dict[str, Any]], history: list[dict[str, 
     return content_features([np.asarray(past, dtype=np.float32)], block, decay)
 
 
+def candidate_lexical(candidates: list[dict[str, Any]], history: list[dict[str, Any]],
+                      lexical: LexicalVectors | RowCache, decay: float) -> dict[str, np.ndarray]:
+    """:func:`coldrec.rank.lexical.lexical_features` of the candidates, (1, candidates) each, from the
+    TF-IDF rows of their texts and the history items' (``history`` newest first, each once)."""
+    def text(item: dict[str, Any]) -> str:
+        return item.get("text") or item.get("title") or ""
+
+    past = lexical.transform([text(h) for h in history])
+    where = {c["item_id"]: j for j, c in enumerate(candidates)}
+    own = np.array([where.get(h["item_id"], -1) for h in history], dtype=np.int64)  # a history item among them
+    return lexical_features([past], lexical.transform([text(c) for c in candidates]), decay, HISTORY_MAX_ITEMS, [own])
+
+
 def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features: dict[str, np.ndarray],
                       signals: BehaviourSignals, weights: FusionWeights) -> list[dict[str, Any] | None]:
     """Per candidate, the history item (newest first) that gave it most of its item-kNN or transition
@@ -117,19 +133,22 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
 
 
 def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
-         weights: FusionWeights) -> list[dict[str, Any]]:
+         weights: FusionWeights, lexical: LexicalVectors | RowCache | None = None) -> list[dict[str, Any]]:
     """Candidates with ``score`` = fused relevance, ``content_score`` = the retrieval score, and
     ``behaviour_source`` = the history item that gave the candidate most of its item-kNN or
     transition score (None when those add nothing). ``history`` is newest first.
 
-    The features are :func:`coldrec.rank.fusion.signal_features` and
-    :func:`coldrec.rank.fusion.content_features` themselves, for the candidates only.
+    The features are :func:`coldrec.rank.fusion.signal_features`,
+    :func:`coldrec.rank.fusion.content_features` and (with ``lexical``)
+    :func:`coldrec.rank.lexical.lexical_features` themselves, for the candidates only.
     """
     if not candidates:
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
     oldest_first = [h["item_id"] for h in reversed(history)]
     features = {**signal_features(signals, [oldest_first], cols), **candidate_content(candidates, history, signals.decay)}
+    if lexical is not None and any(getattr(weights, name) for name in LEXICAL_FEATURES):
+        features.update(candidate_lexical(candidates, history, lexical, signals.decay))
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     score = fused_scores(content[None], features, weights)[0]
     sources = behaviour_sources(history, cols, features, signals, weights)
@@ -142,10 +161,12 @@ class Reranker:
     def __init__(self, diversity: float = 0.0, reranker_dir: str | None = None):
         self.diversity = diversity
         self.signals: BehaviourSignals | None = None
+        self.lexical: RowCache | None = None  # the catalog's candidates recur: their rows are kept
         self.weights = FusionWeights()
         self.calls: Counter = Counter()  # calls per method (and lists reranked by rerank_many), for info()
         if reranker_dir:
-            self.signals, self.weights = load_reranker(reranker_dir)
+            self.signals, self.weights, lexical = load_reranker(reranker_dir)
+            self.lexical = None if lexical is None else RowCache(lexical)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: {diversity: 0..1 (MMR weight), weights: coldrec.rank.fusion.FusionWeights},
@@ -155,7 +176,10 @@ class Reranker:
             raise ValueError(f"diversity must lie in [0, 1], got {diversity}")
         self.diversity = diversity
         if config.get("weights") is not None:
-            self.weights = FusionWeights.model_validate(config["weights"])
+            weights = FusionWeights.model_validate(config["weights"])
+            if self.lexical is None and any(getattr(weights, name) for name in LEXICAL_FEATURES):
+                raise ValueError("weights use word-overlap features, but this reranker has no lexical.npz")
+            self.weights = weights
 
     def rerank(
         self,
@@ -202,7 +226,7 @@ class Reranker:
             # features, and they would bury the items the words describe (a new item under its own
             # text included). So free text alone is ranked by its content score, as evaluated in the
             # cold-user protocol's free-text bucket.
-            fresh = fuse(fresh, history, self.signals, self.weights)
+            fresh = fuse(fresh, history, self.signals, self.weights, self.lexical)
         return [
             {"item_id": c["item_id"], "title": c["title"], "score": c["score"],
              "reason": explain(c, history, words, c.get("behaviour_source"))}
