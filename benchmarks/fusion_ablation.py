@@ -11,7 +11,9 @@ search's noise. Variants:
 
 - ``content``: the profile model alone.
 - ``linear, coordinate ascent``: what ships (:func:`coldrec.rank.fusion.fit_fusion`: EASE's lambda,
-  the history decay and the weights chosen by NDCG@10).
+  the history decay and the weights chosen by NDCG@10), word-overlap features included.
+- ``linear, coordinate ascent, no word overlap``: the same search without the TF-IDF word-overlap
+  features (:mod:`coldrec.rank.lexical`; ``eval.fused_lexical=false``).
 - ``linear, softmax cross-entropy``: the same linear score, its weights (content's included) fit
   by L-BFGS on the full-catalog softmax loss of the targets: convex, so no search path.
 - ``... + user-kNN``: that fit with one more feature, user-based CF (the similarity-weighted item
@@ -48,8 +50,10 @@ from coldrec.data.processed import load_examples, load_items  # noqa: E402
 from coldrec.eval.methods import Methods  # noqa: E402
 from coldrec.eval.metrics import rank_metrics, target_ranks  # noqa: E402
 from coldrec.rank.fusion import (  # noqa: E402
-    FusionWeights, content_features, fit_fusion, fused_scores, history_vectors, signal_features,
+    FusionWeights, catalog_lexical_features, content_features, fit_fusion, fused_scores, history_vectors,
+    signal_features,
 )
+from coldrec.rank.lexical import LexicalVectors  # noqa: E402
 from coldrec.rank.signals import BehaviourSignals  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10")
@@ -159,6 +163,8 @@ def main() -> None:
     content = encoder.encode_users(valid["profile_text"].tolist(), batch_size=cfg.eval.batch_size) @ vectors.T
     histories = valid["history"].tolist()
     near_items = history_vectors(histories, vectors, position)
+    vocabulary = LexicalVectors.fit_if_any(items["text"].tolist())  # as the fused method fits it
+    lexical = None if vocabulary is None else vocabulary.transform(items["text"].tolist())
     extra = user_knn(train, item_ids, valid, args.user_knn)
     tie_order = np.random.default_rng(cfg.eval.seed).permutation(len(item_ids))
     have_lightgbm = importlib.util.find_spec("lightgbm") is not None
@@ -175,15 +181,28 @@ def main() -> None:
         tune, held = np.sort(order[: args.tune_users]), np.sort(order[args.tune_users :])
         methods.build("ease", items, train, valid.iloc[tune])  # EASE's lambda, chosen on the tuning part
         lam = methods.chosen["ease"]["chosen"]
-        signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)
-        weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid.iloc[tune], cfg.eval.itemknn_decays,
-                                     batch_size=cfg.eval.batch_size, max_users=None, seed=cfg.eval.seed)
-        features = {**signal_features(signals, histories, signals.columns(item_ids)),
-                    **content_features(near_items, vectors, signals.decay)}
+
+        def shipped(lexical_rows: sp.csr_matrix | None) -> tuple[FusionWeights, dict, dict[str, np.ndarray]]:
+            """fit_fusion on the tuning part; (weights, report, every feature at the chosen decay)."""
+            signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)
+            weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid.iloc[tune],
+                                         cfg.eval.itemknn_decays, batch_size=cfg.eval.batch_size, max_users=None,
+                                         seed=cfg.eval.seed, lexical_rows=lexical_rows)
+            features = {**signal_features(signals, histories, signals.columns(item_ids)),
+                        **content_features(near_items, vectors, signals.decay)}
+            if lexical_rows is not None:
+                features.update(catalog_lexical_features(histories, lexical_rows, position, signals.decay))
+            return weights, report, features
+
+        weights, report, features = shipped(lexical)
         names = [n for n in FusionWeights.model_fields if n in features and np.ptp(features[n]) > 0]
         stack = np.stack([content, *(np.broadcast_to(features[n], content.shape) for n in names)], axis=-1)
         linear = fused_scores(content, features, weights)
         results = {"content": full(content, held), "linear, coordinate ascent (shipped)": full(linear, held)}
+        if lexical is not None:  # the same search without the word-overlap features (eval.fused_lexical=false)
+            plain_weights, _, plain_features = shipped(None)
+            results["linear, coordinate ascent, no word overlap"] = full(
+                fused_scores(content, plain_features, plain_weights), held)
         w = softmax_weights(stack[tune], targets[tune])
         results["linear, softmax cross-entropy"] = full(stack @ w, held)
         with_knn = np.concatenate([stack, extra[..., None]], axis=-1)
