@@ -181,10 +181,10 @@ def main() -> None:
         tune, held = np.sort(order[: args.tune_users]), np.sort(order[args.tune_users :])
         methods.build("ease", items, train, valid.iloc[tune])  # EASE's lambda, chosen on the tuning part
         lam = methods.chosen["ease"]["chosen"]
+        signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)  # each fit below sets its decay
 
         def shipped(lexical_rows: sp.csr_matrix | None) -> tuple[FusionWeights, dict, dict[str, np.ndarray]]:
             """fit_fusion on the tuning part; (weights, report, every feature at the chosen decay)."""
-            signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)
             weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid.iloc[tune],
                                          cfg.eval.itemknn_decays, batch_size=cfg.eval.batch_size, max_users=None,
                                          seed=cfg.eval.seed, lexical_rows=lexical_rows)

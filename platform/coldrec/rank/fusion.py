@@ -55,6 +55,11 @@ class FusionWeights(BaseModel):
     popularity: float = Field(0.0, ge=0)
     freshness: float = Field(0.0, ge=0)
 
+    @property
+    def uses_lexical(self) -> bool:
+        """Whether any word-overlap feature has weight (then the TF-IDF vocabulary is needed)."""
+        return any(getattr(self, name) for name in LEXICAL_FEATURES)
+
 
 class FusionGrid(BaseModel):
     """Values tried per weight. Content scores are cosines, mostly 0.2-0.8; behaviour is a mean
@@ -266,6 +271,6 @@ def load_reranker(folder: str | Path) -> tuple[BehaviourSignals, FusionWeights, 
         raise FileNotFoundError(f"{path} holds no {WEIGHTS_FILE}: run `coldrec rerank` first")
     weights = FusionWeights.model_validate(json.loads((path / WEIGHTS_FILE).read_text())["weights"])
     lexical = LexicalVectors.load_if_present(path)
-    if lexical is None and any(getattr(weights, name) for name in LEXICAL_FEATURES):
+    if lexical is None and weights.uses_lexical:
         raise FileNotFoundError(f"{path}: the weights use lexical features but there is no lexical.npz")
     return BehaviourSignals.load(path), weights, lexical

@@ -31,7 +31,7 @@ from ray import serve
 from coldrec.rank.fusion import (
     CONTENT_FEATURES, HISTORY_MAX_ITEMS, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
 )  # fmt: skip
-from coldrec.rank.lexical import LEXICAL_FEATURES, LexicalVectors, RowCache, lexical_features
+from coldrec.rank.lexical import LexicalVectors, RowCache, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
 
@@ -147,7 +147,7 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
     oldest_first = [h["item_id"] for h in reversed(history)]
     features = {**signal_features(signals, [oldest_first], cols), **candidate_content(candidates, history, signals.decay)}
-    if lexical is not None and any(getattr(weights, name) for name in LEXICAL_FEATURES):
+    if lexical is not None and weights.uses_lexical:
         features.update(candidate_lexical(candidates, history, lexical, signals.decay))
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     score = fused_scores(content[None], features, weights)[0]
@@ -177,7 +177,7 @@ class Reranker:
         self.diversity = diversity
         if config.get("weights") is not None:
             weights = FusionWeights.model_validate(config["weights"])
-            if self.lexical is None and any(getattr(weights, name) for name in LEXICAL_FEATURES):
+            if self.lexical is None and weights.uses_lexical:
                 raise ValueError("weights use word-overlap features, but this reranker has no lexical.npz")
             self.weights = weights
 
