@@ -11,9 +11,15 @@ search's noise. Variants:
 
 - ``content``: the profile model alone.
 - ``linear, coordinate ascent``: what ships (:func:`coldrec.rank.fusion.fit_fusion`: EASE's lambda,
-  the history decay and the weights chosen by NDCG@10), word-overlap features included.
+  the history decay and the weights chosen by NDCG@10, by coordinate ascent from content alone and
+  from the softmax fit), word-overlap features included, and SASRec when ``eval.fused_sequential``.
+- ``linear, coordinate ascent from content alone``: the search before it also started from the
+  softmax fit of every feature (``eval.fused_softmax_start=false``).
 - ``linear, coordinate ascent, no word overlap``: the same search without the TF-IDF word-overlap
   features (:mod:`coldrec.rank.lexical`; ``eval.fused_lexical=false``).
+- ``linear, coordinate ascent, with SASRec`` (or ``no SASRec`` when ``eval.fused_sequential=true``):
+  the same search with the other setting of the SASRec feature (:mod:`coldrec.rank.sequential`).
+  The SASRec is trained on the training examples, its epoch chosen on the tuning part only.
 - ``linear, softmax cross-entropy``: the same linear score, its weights (content's included) fit
   by L-BFGS on the full-catalog softmax loss of the targets: convex, so no search path.
 - ``... + user-kNN``: that fit with one more feature, user-based CF (the similarity-weighted item
@@ -54,9 +60,11 @@ from coldrec.rank.fusion import (  # noqa: E402
     signal_features,
 )
 from coldrec.rank.lexical import LexicalVectors  # noqa: E402
+from coldrec.rank.sequential import SequentialSignal  # noqa: E402
 from coldrec.rank.signals import BehaviourSignals  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10")
+VARIANTS = ("content-start", "no-words", "sasrec", "softmax", "user-knn", "lightgbm")  # besides content and the shipped search
 log = logging.getLogger("fusion_ablation")
 
 
@@ -141,10 +149,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--user-knn", type=int, default=50, help="neighbours of the user-kNN feature")
     parser.add_argument("--candidates", type=int, default=100, help="LightGBM reranks this many")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, of {', '.join(VARIANTS)} (content and the shipped search always run)")
     parser.add_argument("--name", default="fusion-ablation", help="results file and BENCHMARKS.md section")
     parser.add_argument("--root", default=".")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    variants = set(args.variants.split(",")) - {""}
+    if variants - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(variants - set(VARIANTS))}; choose from {VARIANTS}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.time()
 
@@ -165,10 +178,10 @@ def main() -> None:
     near_items = history_vectors(histories, vectors, position)
     vocabulary = LexicalVectors.fit_if_any(items["text"].tolist())  # as the fused method fits it
     lexical = None if vocabulary is None else vocabulary.transform(items["text"].tolist())
-    extra = user_knn(train, item_ids, valid, args.user_knn)
+    extra = user_knn(train, item_ids, valid, args.user_knn) if "user-knn" in variants else None
     tie_order = np.random.default_rng(cfg.eval.seed).permutation(len(item_ids))
-    have_lightgbm = importlib.util.find_spec("lightgbm") is not None
-    if not have_lightgbm:
+    have_lightgbm = "lightgbm" in variants and importlib.util.find_spec("lightgbm") is not None
+    if "lightgbm" in variants and not have_lightgbm:
         log.warning("lightgbm is not installed: the LightGBM variant is skipped")
 
     def full(scores: np.ndarray, rows: np.ndarray) -> dict[str, float]:
@@ -182,32 +195,50 @@ def main() -> None:
         methods.build("ease", items, train, valid.iloc[tune])  # EASE's lambda, chosen on the tuning part
         lam = methods.chosen["ease"]["chosen"]
         signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)  # each fit below sets its decay
+        sequential = (SequentialSignal.fit(train, item_ids, cfg.eval.sequential, valid.iloc[tune])
+                      if cfg.eval.fused_sequential or "sasrec" in variants else None)  # epoch chosen on the tuning part
 
-        def shipped(lexical_rows: sp.csr_matrix | None) -> tuple[FusionWeights, dict, dict[str, np.ndarray]]:
+        def shipped(lexical_rows: sp.csr_matrix | None, sequential: SequentialSignal | None,
+                    softmax_start: bool = cfg.eval.fused_softmax_start) -> tuple[FusionWeights, dict, dict[str, np.ndarray]]:
             """fit_fusion on the tuning part; (weights, report, every feature at the chosen decay)."""
             weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid.iloc[tune],
                                          cfg.eval.itemknn_decays, batch_size=cfg.eval.batch_size, max_users=None,
-                                         seed=cfg.eval.seed, lexical_rows=lexical_rows)
+                                         seed=cfg.eval.seed, lexical_rows=lexical_rows, sequential=sequential,
+                                         softmax_start=softmax_start)
             features = {**signal_features(signals, histories, signals.columns(item_ids)),
                         **content_features(near_items, vectors, signals.decay)}
             if lexical_rows is not None:
                 features.update(catalog_lexical_features(histories, lexical_rows, position, signals.decay))
+            if sequential is not None:
+                features["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
             return weights, report, features
 
-        weights, report, features = shipped(lexical)
+        weights, report, features = shipped(lexical, sequential if cfg.eval.fused_sequential else None)
         names = [n for n in FusionWeights.model_fields if n in features and np.ptp(features[n]) > 0]
         stack = np.stack([content, *(np.broadcast_to(features[n], content.shape) for n in names)], axis=-1)
         linear = fused_scores(content, features, weights)
         results = {"content": full(content, held), "linear, coordinate ascent (shipped)": full(linear, held)}
-        if lexical is not None:  # the same search without the word-overlap features (eval.fused_lexical=false)
-            plain_weights, _, plain_features = shipped(None)
+        if cfg.eval.fused_softmax_start and "content-start" in variants:  # the search before 2026-12-02
+            plain_weights, _, plain_features = shipped(lexical, sequential if cfg.eval.fused_sequential else None,
+                                                       softmax_start=False)
+            results["linear, coordinate ascent from content alone"] = full(
+                fused_scores(content, plain_features, plain_weights), held)
+        if lexical is not None and "no-words" in variants:  # the same search without them (eval.fused_lexical=false)
+            plain_weights, _, plain_features = shipped(None, sequential if cfg.eval.fused_sequential else None)
             results["linear, coordinate ascent, no word overlap"] = full(
                 fused_scores(content, plain_features, plain_weights), held)
-        w = softmax_weights(stack[tune], targets[tune])
-        results["linear, softmax cross-entropy"] = full(stack @ w, held)
-        with_knn = np.concatenate([stack, extra[..., None]], axis=-1)
-        w = softmax_weights(with_knn[tune], targets[tune])
-        results[f"linear, softmax cross-entropy + user-kNN ({args.user_knn})"] = full(with_knn @ w, held)
+        if "sasrec" in variants:  # the other setting of eval.fused_sequential
+            toggled = None if cfg.eval.fused_sequential else sequential
+            plain_weights, _, plain_features = shipped(lexical, toggled)
+            results[f"linear, coordinate ascent, {'with' if toggled else 'no'} SASRec"] = full(
+                fused_scores(content, plain_features, plain_weights), held)
+        if "softmax" in variants:
+            w = softmax_weights(stack[tune], targets[tune])
+            results["linear, softmax cross-entropy"] = full(stack @ w, held)
+        if extra is not None:
+            with_knn = np.concatenate([stack, extra[..., None]], axis=-1)
+            w = softmax_weights(with_knn[tune], targets[tune])
+            results[f"linear, softmax cross-entropy + user-kNN ({args.user_knn})"] = full(with_knn @ w, held)
         if have_lightgbm:
             results[f"LightGBM lambdarank, top-{args.candidates}"] = lightgbm_variant(
                 stack, linear, targets, tune, held, args.candidates, cfg.eval.seed)

@@ -87,7 +87,7 @@ def test_ease_feature_ranks_like_the_ease_baseline():
 def test_save_and_load_round_trip(tmp_path):
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
-    loaded, weights, lexical = load_reranker(tmp_path)
+    loaded, weights, lexical, sequential = load_reranker(tmp_path)
     assert weights == FusionWeights(behaviour=0.4) and loaded.decay == 0.5 and loaded.item_ids == ITEMS
     assert lexical is None  # saved without item texts
     hist = [["i0", "i2"], ["i6"]]
@@ -112,6 +112,52 @@ def test_learned_weights_use_behaviour_when_it_predicts_the_target():
     weights, report = learn_weights(content, features, targets)
     assert weights.behaviour > 0 and weights == FusionWeights(behaviour=weights.behaviour)  # constants: nothing to learn
     assert report["ndcg@10"] > report["content_only_ndcg@10"]
+
+
+def test_softmax_fit_weighs_features_by_how_well_they_predict_the_target():
+    from coldrec.rank.fusion import softmax_weights
+
+    rng = np.random.default_rng(0)
+    queries, items = 400, 40
+    targets = rng.integers(0, items, queries)
+    rows = np.arange(queries)
+    content = rng.normal(0.5, 0.1, (queries, items)).astype(np.float32)
+    content[rows, targets] += 0.1
+    behaviour = rng.uniform(0, 0.05, (queries, items)).astype(np.float32)
+    behaviour[rows, targets] += 0.05
+    misleading = rng.uniform(0, 1, (queries, items)).astype(np.float32)
+    misleading[rows, targets] = rng.uniform(0, 0.3, queries)  # low on the target: a negative fitted weight, so 0
+    features = {"behaviour": behaviour, "ease": misleading, "popularity": np.ones(items, np.float32)}
+    weights = softmax_weights(content, features, pd.Series(targets).to_numpy())  # a read-only array, as pandas gives
+    assert weights is not None and weights.behaviour > 0 and weights.ease == 0 and weights.popularity == 0
+    # content that points away from the targets has no positive weight to divide by
+    assert softmax_weights(-content, features, targets) is None
+
+
+def test_fusion_search_from_the_softmax_fit_keeps_the_better_of_two_searches():
+    from coldrec.rank.fusion import fit_fusion
+
+    class Encoder:  # profile vectors: the user's newest history item's own vector
+        def encode_users(self, texts, batch_size=64):
+            return np.stack([vectors[int(t)] for t in texts])
+
+    rng = np.random.default_rng(0)
+    item_ids = [f"i{n}" for n in range(30)]
+    vectors = rng.normal(size=(30, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = []
+    for u in range(120):  # each user walks i_k -> i_(k+1): transitions predict, content does not
+        start = int(rng.integers(27))
+        rows.append({"user_id": f"u{u}", "history": item_ids[start : start + 2], "target": item_ids[start + 2],
+                     "profile_text": str(start + 1)})
+    data = pd.DataFrame(rows)
+    signals = BehaviourSignals.fit(data.iloc[:80], item_ids)
+    weights, report = fit_fusion(signals, Encoder(), vectors, item_ids, data.iloc[80:], (1.0,), max_users=None)
+    assert set(report["searches"]) == {"from content", "from softmax fit"}
+    assert report["ndcg@10"] == max(report["searches"].values()) > report["content_only_ndcg@10"]
+    plain, plain_report = fit_fusion(signals, Encoder(), vectors, item_ids, data.iloc[80:], (1.0,), max_users=None,
+                                     softmax_start=False)
+    assert "searches" not in plain_report and plain_report["ndcg@10"] <= report["ndcg@10"]
 
 
 def test_refinement_goes_between_and_past_the_grid_points():
@@ -224,7 +270,7 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
 
     out = fit_reranker(cfg)  # the scene's LATEST
     assert out == version_dir / "rerank"
-    signals, weights, lexical = load_reranker(out)
+    signals, weights, lexical, sequential = load_reranker(out)
     assert sorted(signals.item_ids) == sorted(items["item_id"])
     assert lexical is not None and lexical.vocabulary_size > 0  # fitted on the index's item texts
     assert _reranker_dir(None, version_dir) == str(version_dir / "rerank")

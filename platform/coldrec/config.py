@@ -164,6 +164,25 @@ class IndexConfig(_Strict):
     use_gpu: bool = False  # the embedding actors, not the index
 
 
+class SequentialConfig(_Strict):
+    """SASRec's size and training (coldrec.rank.sequential), for the fused reranker's ``sasrec``
+    feature. The defaults are the paper's for sparse Amazon data (dropout 0.5, 2 blocks, 1 head,
+    the newest 50 items), with the full-catalog softmax loss."""
+
+    dim: int = Field(64, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(1, ge=1)
+    max_len: int = Field(50, ge=2, description="newest history items read")
+    dropout: float = Field(0.5, ge=0, lt=1)
+    epochs: int = Field(200, ge=1, description="at most; validation stops it earlier")
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(5, ge=1, description="epochs between validation checks")
+    patience: int = Field(4, ge=1, description="checks without a better validation NDCG@10 before stopping")
+    seed: int = 0
+
+
 class EvalConfig(_Strict):
     split: Literal["valid", "test"] = "test"
     ks: list[int] = Field(default_factory=lambda: [10, 50])
@@ -189,6 +208,14 @@ class EvalConfig(_Strict):
     # The fused reranker's word-overlap features (TF-IDF rows of item texts, coldrec.rank.lexical);
     # off: the fusion of content, behaviour and vector cosines alone, for ablations.
     fused_lexical: bool = True
+    # The fused reranker's sequence-model feature: a SASRec over item ids trained on the same
+    # training examples (its epochs chosen on validation). Off by default: on amazon-scientific it
+    # did not pay on held-out validation users (BENCHMARKS.md, fusion-ablation-search).
+    fused_sequential: bool = False
+    # The fusion weight search also starts from the convex softmax fit of every feature
+    # (coldrec.rank.fusion.softmax_weights); off: only from content alone, the search before 2026-12-02.
+    fused_softmax_start: bool = True
+    sequential: SequentialConfig = Field(default_factory=SequentialConfig)
     # Global time split: cut at this quantile of interaction timestamps; "first" = each test
     # user's first interaction after the cut is the target, "all" = every one of them.
     time_quantile: float = Field(default=0.8, gt=0.0, lt=1.0)

@@ -68,6 +68,7 @@ class Methods:
         self._vectors: dict[tuple[str, int], np.ndarray] = {}
         self.chosen: dict[str, dict] = {}  # method -> hyper-parameter choice of the last build
         self._fitted: dict[tuple, tuple[Scorer, dict]] = {}  # protocols sharing training data share a fit
+        self._sequential: dict[tuple, object] = {}  # fitted SASRecs (coldrec.rank.sequential), likewise
 
     def _source(self, method: str) -> str | None:
         return self.model_path if method == "finetuned" else self.model.backbone
@@ -132,11 +133,24 @@ class Methods:
         """The encoder method whose scores ``fused`` builds on."""
         return "finetuned" if self.model_path else "untrained"
 
+    def sequential(self, item_ids: list[str], train: pd.DataFrame, valid: pd.DataFrame | None,
+                   epochs: int | None = None):
+        """A SASRec (:class:`coldrec.rank.sequential.SequentialSignal`) fit on ``train``; its epoch
+        chosen on ``valid``, or ``epochs`` of training without one. Cached per data."""
+        from coldrec.rank.sequential import SequentialSignal
+
+        key = (tuple(item_ids), _fingerprint(train), _fingerprint(valid), epochs)
+        if key not in self._sequential:
+            cfg = self.cfg.sequential if epochs is None else self.cfg.sequential.model_copy(update={"epochs": epochs})
+            self._sequential[key] = SequentialSignal.fit(train, item_ids, cfg, valid)
+        return self._sequential[key]
+
     def _fused(self, items: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame | None,
                tune_train: pd.DataFrame | None) -> Scorer:
-        """Content + behaviour + word overlap; weights learned on ``valid`` with signals fit on
-        ``tune_train`` (or ``train``), then the signals refit on ``train`` for scoring. The TF-IDF
-        vocabulary is fit on the catalog's item texts, which needs no interaction."""
+        """Content + behaviour + word overlap + SASRec; weights learned on ``valid`` with signals
+        fit on ``tune_train`` (or ``train``), then the signals refit on ``train`` for scoring (SASRec
+        for the epochs chosen on ``valid``). The TF-IDF vocabulary is fit on the catalog's item
+        texts, which needs no interaction."""
         from coldrec.rank.fusion import (
             FusionWeights, catalog_lexical_features, content_features, fit_fusion, fused_scores, history_vectors,
             signal_features,
@@ -156,14 +170,21 @@ class Methods:
         vocabulary = LexicalVectors.fit_if_any(texts) if self.cfg.fused_lexical else None
         lexical = None if vocabulary is None else vocabulary.transform(texts)
         if valid is None or valid.empty:
-            weights, chosen = FusionWeights(), {"on": "no validation examples: content only"}
+            weights, chosen, sequential = FusionWeights(), {"on": "no validation examples: content only"}, None
         else:
+            sequential = (self.sequential(item_ids, train if tune_train is None else tune_train, valid)
+                          if self.cfg.fused_sequential else None)
             weights, chosen = fit_fusion(signals, encoder, vectors, item_ids, valid, self.cfg.itemknn_decays,
                                          batch_size=self.cfg.batch_size, max_users=self.cfg.tune_max_users,
-                                         seed=self.cfg.seed, lexical_rows=lexical)
+                                         seed=self.cfg.seed, lexical_rows=lexical, sequential=sequential,
+                                         softmax_start=self.cfg.fused_softmax_start)
+        if sequential is not None:
+            chosen["sasrec"] = {k: sequential.report[k] for k in ("best_epoch", "epochs_run", "seconds")}
         self.chosen["fused"] = {"chosen": weights.model_dump(), "content": source, "ease_lambda": lam, **chosen}
         if tune_train is not None:
             signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay, ease_lambda=lam)
+            if sequential is not None and weights.uses_sequential:  # as long as validation chose
+                sequential = self.sequential(item_ids, train, None, epochs=sequential.report["best_epoch"])
         cols = signals.columns(item_ids)
         position = {item_id: i for i, item_id in enumerate(item_ids)}
 
@@ -173,6 +194,8 @@ class Methods:
             near = content_features(history_vectors(histories, vectors, position), vectors, signals.decay)
             if lexical is not None:
                 near.update(catalog_lexical_features(histories, lexical, position, signals.decay))
+            if sequential is not None and weights.uses_sequential:
+                near["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
             return fused_scores(content, {**signal_features(signals, histories, cols), **near}, weights)
 
         return score

@@ -9,7 +9,9 @@ mean cosine with every history item: the profile text holds only the newest two 
 and ``history_max`` (the best cosine with one of the newest few items); then ``popularity`` and
 ``freshness``. With the catalog's TF-IDF rows (:mod:`coldrec.rank.lexical`), the same three
 history features over word overlap instead of the profile model's vectors: ``lexical_newest``,
-``lexical_mean`` and ``lexical_max`` (a brand or model number shared with a history item).
+``lexical_mean`` and ``lexical_max`` (a brand or model number shared with a history item). With a fitted SASRec
+(:mod:`coldrec.rank.sequential`), ``sasrec``: its probability of each item coming next, relative to
+the most likely item's.
 ``content`` is the profile model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
 are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
 whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
@@ -22,6 +24,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,9 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from coldrec.rank.lexical import LEXICAL_FEATURES, LexicalVectors, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 
+if TYPE_CHECKING:
+    from coldrec.rank.sequential import SequentialSignal
+
 WEIGHTS_FILE = "weights.json"
+SEQUENTIAL_FILE = "sasrec.pt"  # coldrec.rank.sequential's; named here so loading without it needs no torch
 CONTENT_FEATURES = ("newest", "history_mean", "history_max")  # cosines with the history's item vectors
-PAIR_FEATURES = ("behaviour", "ease", "sequence", "unseen", *CONTENT_FEATURES, *LEXICAL_FEATURES)  # (queries, items)
+PAIR_FEATURES = ("behaviour", "ease", "sequence", "sasrec", "unseen", *CONTENT_FEATURES, *LEXICAL_FEATURES)  # (queries, items)
 HISTORY_MAX_ITEMS = 5  # history_max looks at this many of the newest history items
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
@@ -45,6 +52,7 @@ class FusionWeights(BaseModel):
     behaviour: float = Field(0.0, ge=0)
     ease: float = Field(0.0, ge=0)
     sequence: float = Field(0.0, ge=0)
+    sasrec: float = Field(0.0, ge=0)
     unseen: float = Field(0.0, ge=0)
     newest: float = Field(0.0, ge=0)
     history_mean: float = Field(0.0, ge=0)
@@ -60,6 +68,11 @@ class FusionWeights(BaseModel):
         """Whether any word-overlap feature has weight (then the TF-IDF vocabulary is needed)."""
         return any(getattr(self, name) for name in LEXICAL_FEATURES)
 
+    @property
+    def uses_sequential(self) -> bool:
+        """Whether the SASRec feature has weight (then the fitted sequence model is needed)."""
+        return bool(self.sasrec)
+
 
 class FusionGrid(BaseModel):
     """Values tried per weight. Content scores are cosines, mostly 0.2-0.8; behaviour is a mean
@@ -70,6 +83,7 @@ class FusionGrid(BaseModel):
     behaviour: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
     ease: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2])
     sequence: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    sasrec: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     unseen: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     newest: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     history_mean: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
@@ -151,6 +165,39 @@ def learn_weights(content: np.ndarray, features: dict[str, np.ndarray], targets:
     return best, report
 
 
+def softmax_weights(content: np.ndarray, features: dict[str, np.ndarray], targets: np.ndarray,
+                    max_iter: int = 200, l2: float = 0.0) -> FusionWeights | None:
+    """The linear score's weights that minimise the full-catalog softmax cross-entropy of ``targets``
+    (convex, so L-BFGS finds its one optimum), as ratios to content's weight, negative ones set to 0.
+    None when content's own weight does not come out positive (or a feature that separates the
+    targets drives the weights past any finite value; ``l2`` > 0 keeps them finite). A start for
+    :func:`learn_weights`:
+    the greedy search from content alone can stop at a worse optimum when there are many features.
+    """
+    import torch  # only the weight search needs it
+
+    names = [n for n in FusionWeights.model_fields if n in features and np.ptp(features[n]) > 0]
+    stack = np.stack([content, *(np.broadcast_to(features[n], content.shape) for n in names)], axis=-1)
+    x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))
+    y = torch.from_numpy(np.array(targets, dtype=np.int64))  # a copy: pandas hands out read-only arrays
+    w = torch.zeros(len(names) + 1)
+    w[0] = 20.0  # content at a contrastive model's usual inverse temperature
+    w.requires_grad_(True)
+    optimizer = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ w, y) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    fitted = w.detach().numpy().astype(np.float64)
+    if not np.isfinite(fitted).all() or fitted[0] <= 0:
+        return None
+    return FusionWeights(**{n: round(max(float(v / fitted[0]), 0.0), 6) for n, v in zip(names, fitted[1:])})
+
+
 def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray) -> dict:
     """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols``."""
     return {"behaviour": signals.behaviour(histories, cols), "ease": signals.ease(histories, cols),
@@ -213,13 +260,17 @@ def catalog_lexical_features(histories: Sequence[Sequence[str]], lexical_rows: s
 def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, item_ids: Sequence[str],
                valid: pd.DataFrame, decays: Sequence[float] = (1.0,), grid: FusionGrid | None = None,
                batch_size: int = 64, max_users: int | None = 2000, seed: int = 0,
-               lexical_rows: sp.csr_matrix | None = None) -> tuple[FusionWeights, dict]:
+               lexical_rows: sp.csr_matrix | None = None, sequential: SequentialSignal | None = None,
+               softmax_start: bool = True) -> tuple[FusionWeights, dict]:
     """Learn the weights (and the signals' history decay) on validation examples.
 
     ``valid``: rows with history, profile_text and target (a catalog item id); ``item_vectors``
     (items, dim) are the item tower's vectors in ``item_ids`` order, and ``lexical_rows``, when
     given, the items' TF-IDF rows (:class:`coldrec.rank.lexical.LexicalVectors`) in that order;
-    without them the lexical weights stay 0. Sets ``signals.decay`` to the chosen decay. Returns
+    without them the lexical weights stay 0; likewise the ``sasrec`` weight without ``sequential``,
+    a SASRec fitted on the same training examples as ``signals``. Per decay, coordinate ascent
+    runs from content alone (the vector features, then the word ones from there) and, with
+    ``softmax_start``, again from :func:`softmax_weights`; the better on validation wins. Sets ``signals.decay`` to the chosen decay. Returns
     (weights, report).
     """
     position = {item_id: i for i, item_id in enumerate(item_ids)}
@@ -232,10 +283,12 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     targets = valid["target"].map(position).to_numpy()
     histories = valid["history"].tolist()
     vectors = history_vectors(histories, item_vectors, position)
+    ordered = {} if sequential is None else {"sasrec": sequential.scores(histories, sequential.columns(item_ids))}
     best: tuple[float, float, FusionWeights, dict] | None = None
     for decay in decays:  # one recency decay for the behaviour signals and history_mean
         signals.decay = decay
-        features = {**signal_features(signals, histories, cols), **content_features(vectors, item_vectors, decay)}
+        features = {**signal_features(signals, histories, cols), **content_features(vectors, item_vectors, decay),
+                    **ordered}
         weights, report = learn_weights(content, features, targets, grid, seed)
         if lexical_rows is not None:  # then the word-overlap weights too, starting from that optimum
             # Coordinate ascent is greedy: from content alone, the extra features can lead it to a
@@ -244,6 +297,15 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
             tried = report["points_tried"]
             weights, report = learn_weights(content, features, targets, grid, seed, start=weights)
             report["points_tried"] += tried
+        if softmax_start:  # a second search, from the convex softmax fit of every feature; the better one wins
+            start = softmax_weights(content, features, targets)
+            if start is not None:
+                other, other_report = learn_weights(content, features, targets, grid, seed, start=start)
+                searches = {"from content": report["ndcg@10"], "from softmax fit": other_report["ndcg@10"]}
+                tried = report["points_tried"] + other_report["points_tried"]
+                if other_report["ndcg@10"] > report["ndcg@10"]:
+                    weights, report = other, other_report
+                report = {**report, "searches": searches, "points_tried": tried}
         if best is None or report["ndcg@10"] > best[0]:
             best = (report["ndcg@10"], decay, weights, report)
     _, decay, weights, report = best
@@ -252,20 +314,31 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     return weights, {**report, "decay": decay}
 
 
+class SavedReranker(NamedTuple):
+    """What :func:`load_reranker` reads back."""
+
+    signals: BehaviourSignals
+    weights: FusionWeights
+    lexical: LexicalVectors | None  # the TF-IDF vocabulary, when the word features were fitted
+    sequential: SequentialSignal | None  # the SASRec, when it was fitted
+
+
 def save_reranker(folder: str | Path, signals: BehaviourSignals, weights: FusionWeights, report: dict,
-                  lexical: LexicalVectors | None = None) -> Path:
-    """``folder/{signals.npz, weights.json[, lexical.npz]}``: what the Serve Reranker loads
-    (``AppArgs.reranker_dir``)."""
+                  lexical: LexicalVectors | None = None, sequential: SequentialSignal | None = None) -> Path:
+    """``folder/{signals.npz, weights.json[, lexical.npz][, sasrec.pt]}``: what the Serve Reranker
+    loads (``AppArgs.reranker_dir``)."""
     path = Path(folder)
     signals.save(path)
     if lexical is not None:
         lexical.save(path)
+    if sequential is not None:
+        sequential.save(path)
     (path / WEIGHTS_FILE).write_text(json.dumps({"weights": weights.model_dump(), "report": report}, indent=2) + "\n")
     return path
 
 
-def load_reranker(folder: str | Path) -> tuple[BehaviourSignals, FusionWeights, LexicalVectors | None]:
-    """(signals, weights, lexical vectors or None) as :func:`save_reranker` wrote them."""
+def load_reranker(folder: str | Path) -> SavedReranker:
+    """What :func:`save_reranker` wrote; the parts that were not fitted are None."""
     path = Path(folder)
     if not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path} holds no {WEIGHTS_FILE}: run `coldrec rerank` first")
@@ -273,4 +346,11 @@ def load_reranker(folder: str | Path) -> tuple[BehaviourSignals, FusionWeights, 
     lexical = LexicalVectors.load_if_present(path)
     if lexical is None and weights.uses_lexical:
         raise FileNotFoundError(f"{path}: the weights use lexical features but there is no lexical.npz")
-    return BehaviourSignals.load(path), weights, lexical
+    sequential = None
+    if (path / SEQUENTIAL_FILE).is_file():
+        from coldrec.rank.sequential import SequentialSignal  # imports torch
+
+        sequential = SequentialSignal.load(path)
+    if sequential is None and weights.uses_sequential:
+        raise FileNotFoundError(f"{path}: the weights use the sasrec feature but there is no sasrec.pt")
+    return SavedReranker(BehaviourSignals.load(path), weights, lexical, sequential)

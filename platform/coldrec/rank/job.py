@@ -1,7 +1,8 @@
 """Fit the Serve reranker for one index version, saved to ``<index version>/rerank/``: EASE's
 lambda, the history decay and the fusion weights are chosen on the validation split with the
-behaviour signals fit on the training split; then the signals are refit on every split's examples
-(train, valid and test), so the served signals know every interaction, the newest included, as
+behaviour signals (and, with ``eval.fused_sequential``, SASRec, whose epochs validation also
+chooses) fit on the training split; then the signals are refit on every split's examples (train,
+valid and test), so the served signals know every interaction, the newest included, as
 ``eval.refit_with_valid`` does for the test figure.
 
     coldrec rerank --config configs/amazon-scientific.yaml        # after `coldrec index`
@@ -55,13 +56,23 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
     encoder = TextEncoder.load(index.meta["model_path"], model_config=cfg.model)
     texts = rows["text"].tolist() if "text" in rows else []  # word overlap needs item texts, no interaction
     lexical = LexicalVectors.fit_if_any(texts) if cfg.eval.fused_lexical else None
+    sequential = None
+    if cfg.eval.fused_sequential and item_ids and not valid.empty:
+        from coldrec.rank.sequential import SequentialSignal  # imports torch
+
+        sequential = SequentialSignal.fit(train, item_ids, cfg.eval.sequential, valid)
     weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid, cfg.eval.itemknn_decays,
                                  batch_size=cfg.eval.batch_size, max_users=cfg.eval.tune_max_users,
-                                 seed=cfg.eval.seed, lexical_rows=None if lexical is None else lexical.transform(texts))
+                                 seed=cfg.eval.seed, lexical_rows=None if lexical is None else lexical.transform(texts),
+                                 sequential=sequential, softmax_start=cfg.eval.fused_softmax_start)
     known = pd.concat([train, valid, load_examples(pdir, "test")], ignore_index=True)  # every interaction, once chosen
     signals = BehaviourSignals.fit(known, item_ids, decay=signals.decay, ease_lambda=lam)
+    if sequential is not None:
+        report["sasrec"] = {k: sequential.report[k] for k in ("best_epoch", "epochs_run", "seconds")}
+        sequential = (SequentialSignal.fit(known, item_ids, cfg.eval.sequential.model_copy(
+            update={"epochs": sequential.report["best_epoch"]})) if weights.uses_sequential else None)
     report = {**report, "ease_lambda": lam, "model_version": index.meta.get("model_version"),
               "tune_examples": len(train), "signal_examples": len(known)}
-    out = save_reranker(index_dir / RERANK_DIR, signals, weights, report, lexical)
+    out = save_reranker(index_dir / RERANK_DIR, signals, weights, report, lexical, sequential)
     log.info("reranker for %s: %s (%s)", index_dir, weights.model_dump(), report)
     return out

@@ -6,7 +6,7 @@
 "words": [query words]} is what behaviour scores and reasons are made from.
 
 relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
-+ w_u * unseen + the cosines with the history's items (newest, recency-weighted mean, best of the newest
++ w_q * SASRec's next-item probability (:mod:`coldrec.rank.sequential`) + w_u * unseen + the cosines with the history's items (newest, recency-weighted mean, best of the newest
 five), the same three over the items' words (TF-IDF rows of the candidate's and the history items'
 texts, :mod:`coldrec.rank.lexical`: a new item has them from its text alone) + w_p * popularity +
 w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals, vocabulary and weights
@@ -23,7 +23,7 @@ params)`` call, each request's params being ``rerank``'s {k, exclude, context}.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ray import serve
@@ -34,6 +34,9 @@ from coldrec.rank.fusion import (
 from coldrec.rank.lexical import LexicalVectors, RowCache, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
+
+if TYPE_CHECKING:  # torch is imported only by a reranker that loads a fitted SASRec
+    from coldrec.rank.sequential import SequentialSignal
 
 
 def mmr_rerank(candidates: list[dict[str, Any]], k: int, diversity: float = 0.0) -> list[dict[str, Any]]:
@@ -111,11 +114,14 @@ def candidate_lexical(candidates: list[dict[str, Any]], history: list[dict[str, 
 
 def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features: dict[str, np.ndarray],
                       signals: BehaviourSignals, weights: FusionWeights) -> list[dict[str, Any] | None]:
-    """Per candidate, the history item (newest first) that gave it most of its item-kNN or transition
-    score, None when those add nothing. ``cols``: (candidates,) signal rows; ``features``: fuse's."""
-    behaviour, sequence = features["behaviour"][0], features["sequence"][0]  # (candidates,) each
+    """Per candidate, the history item (newest first) that gave it most of its item-kNN, transition or
+    SASRec score, None when those add nothing. ``cols``: (candidates,) signal rows; ``features``: fuse's."""
+    behaviour = features["behaviour"][0]  # (candidates,)
+    sequence = weights.sequence * features["sequence"][0]  # what follows the newest item
+    if "sasrec" in features:
+        sequence = sequence + weights.sasrec * features["sasrec"][0]
     sources: list[dict[str, Any] | None] = [None] * len(cols)
-    by_sequence = (weights.sequence * sequence > weights.behaviour * behaviour) & (sequence > 0)
+    by_sequence = (sequence > weights.behaviour * behaviour) & (sequence > 0)
     if by_sequence.any():
         newest = next((h for h in history if h["item_id"] in signals.position), None)  # the transitions' source
         for i in np.flatnonzero(by_sequence):
@@ -133,14 +139,16 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
 
 
 def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
-         weights: FusionWeights, lexical: LexicalVectors | RowCache | None = None) -> list[dict[str, Any]]:
+         weights: FusionWeights, lexical: LexicalVectors | RowCache | None = None,
+         sequential: SequentialSignal | None = None) -> list[dict[str, Any]]:
     """Candidates with ``score`` = fused relevance, ``content_score`` = the retrieval score, and
-    ``behaviour_source`` = the history item that gave the candidate most of its item-kNN or
-    transition score (None when those add nothing). ``history`` is newest first.
+    ``behaviour_source`` = the history item that gave the candidate most of its item-kNN,
+    transition or SASRec score (None when those add nothing). ``history`` is newest first.
 
     The features are :func:`coldrec.rank.fusion.signal_features`,
-    :func:`coldrec.rank.fusion.content_features` and (with ``lexical``)
-    :func:`coldrec.rank.lexical.lexical_features` themselves, for the candidates only.
+    :func:`coldrec.rank.fusion.content_features`, (with ``lexical``)
+    :func:`coldrec.rank.lexical.lexical_features` and (with ``sequential``)
+    :meth:`coldrec.rank.sequential.SequentialSignal.scores` themselves, for the candidates only.
     """
     if not candidates:
         return []
@@ -149,6 +157,8 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
     features = {**signal_features(signals, [oldest_first], cols), **candidate_content(candidates, history, signals.decay)}
     if lexical is not None and weights.uses_lexical:
         features.update(candidate_lexical(candidates, history, lexical, signals.decay))
+    if sequential is not None and weights.uses_sequential:
+        features["sasrec"] = sequential.scores([oldest_first], sequential.columns([c["item_id"] for c in candidates]))
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     score = fused_scores(content[None], features, weights)[0]
     sources = behaviour_sources(history, cols, features, signals, weights)
@@ -162,11 +172,17 @@ class Reranker:
         self.diversity = diversity
         self.signals: BehaviourSignals | None = None
         self.lexical: RowCache | None = None  # the catalog's candidates recur: their rows are kept
+        self.sequential: SequentialSignal | None = None
         self.weights = FusionWeights()
         self.calls: Counter = Counter()  # calls per method (and lists reranked by rerank_many), for info()
         if reranker_dir:
-            self.signals, self.weights, lexical = load_reranker(reranker_dir)
-            self.lexical = None if lexical is None else RowCache(lexical)
+            saved = load_reranker(reranker_dir)
+            self.signals, self.weights, self.sequential = saved.signals, saved.weights, saved.sequential
+            self.lexical = None if saved.lexical is None else RowCache(saved.lexical)
+            if self.sequential is not None:
+                import torch
+
+                torch.set_num_threads(1)  # one short sequence per request: more threads only wait
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: {diversity: 0..1 (MMR weight), weights: coldrec.rank.fusion.FusionWeights},
@@ -179,6 +195,8 @@ class Reranker:
             weights = FusionWeights.model_validate(config["weights"])
             if self.lexical is None and weights.uses_lexical:
                 raise ValueError("weights use word-overlap features, but this reranker has no lexical.npz")
+            if self.sequential is None and weights.uses_sequential:
+                raise ValueError("weights use the sasrec feature, but this reranker has no sasrec.pt")
             self.weights = weights
 
     def rerank(
@@ -226,7 +244,7 @@ class Reranker:
             # features, and they would bury the items the words describe (a new item under its own
             # text included). So free text alone is ranked by its content score, as evaluated in the
             # cold-user protocol's free-text bucket.
-            fresh = fuse(fresh, history, self.signals, self.weights, self.lexical)
+            fresh = fuse(fresh, history, self.signals, self.weights, self.lexical, self.sequential)
         return [
             {"item_id": c["item_id"], "title": c["title"], "score": c["score"],
              "reason": explain(c, history, words, c.get("behaviour_source"))}
