@@ -128,7 +128,7 @@ def test_fit_reranker_job_fits_sasrec_when_asked(tmp_path, tiny_backbone, monkey
     cfg = PipelineConfig.model_validate({
         "data": {"dataset": "generic", "scene": "office", "output_dir": str(tmp_path / "data")},
         "model": {"backbone": tiny_backbone}, "index": {"output_dir": str(tmp_path / "index")},
-        "eval": {"fused_sequential": True, "sequential": {**SMALL.model_dump(), "epochs": 10, "eval_every": 5}},
+        "eval": {"fused_sequential": True, "sequential": {**SMALL.model_dump(), "epochs": 10, "eval_every": 5}},  # short
     })  # fmt: skip
     items = load_items(pdir)
     encoder = TextEncoder.load(tiny_backbone, device="cpu")
@@ -149,7 +149,7 @@ def test_fit_reranker_job_fits_sasrec_when_asked(tmp_path, tiny_backbone, monkey
     import json
 
     report = json.loads((out / "weights.json").read_text())["report"]
-    assert report["sasrec"]["best_epoch"] % SMALL.eval_every == 0
+    assert report["sasrec"]["best_epoch"] in (5, 10)  # a validated epoch
     # Refit on every split's sequences for as many epochs as validation chose, with none left to stop on.
     assert saved.weights.sasrec == 0.5 and saved.sequential is not None
     assert saved.sequential.report["epochs_run"] == report["sasrec"]["best_epoch"]
