@@ -9,9 +9,9 @@ mean cosine with every history item: the profile text holds only the newest two 
 and ``history_max`` (the best cosine with one of the newest few items); then ``popularity`` and
 ``freshness``. With the catalog's TF-IDF rows (:mod:`coldrec.rank.lexical`), the same three
 history features over word overlap instead of the profile model's vectors: ``lexical_newest``,
-``lexical_mean`` and ``lexical_max`` (a brand or model number shared with a history item). With a fitted SASRec
-(:mod:`coldrec.rank.sequential`), ``sasrec``: its probability of each item coming next, relative to
-the most likely item's.
+``lexical_mean`` and ``lexical_max`` (a brand or model number shared with a history item). With a
+fitted SASRec (:mod:`coldrec.rank.sequential`), ``sasrec``: its probability of each item coming
+next, relative to the most likely item's.
 ``content`` is the profile model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
 are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
 whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
@@ -171,8 +171,8 @@ def softmax_weights(content: np.ndarray, features: dict[str, np.ndarray], target
     (convex, so L-BFGS finds its one optimum), as ratios to content's weight, negative ones set to 0.
     None when content's own weight does not come out positive (or a feature that separates the
     targets drives the weights past any finite value; ``l2`` > 0 keeps them finite). A start for
-    :func:`learn_weights`:
-    the greedy search from content alone can stop at a worse optimum when there are many features.
+    :func:`learn_weights`: the greedy search from content alone can stop at a worse optimum when
+    there are many features.
     """
     import torch  # only the weight search needs it
 
@@ -270,8 +270,8 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     without them the lexical weights stay 0; likewise the ``sasrec`` weight without ``sequential``,
     a SASRec fitted on the same training examples as ``signals``. Per decay, coordinate ascent
     runs from content alone (the vector features, then the word ones from there) and, with
-    ``softmax_start``, again from :func:`softmax_weights`; the better on validation wins. Sets ``signals.decay`` to the chosen decay. Returns
-    (weights, report).
+    ``softmax_start``, again from :func:`softmax_weights`; the better on validation wins. Sets
+    ``signals.decay`` to the chosen decay. Returns (weights, report).
     """
     position = {item_id: i for i, item_id in enumerate(item_ids)}
     valid = valid[valid["target"].isin(position)]

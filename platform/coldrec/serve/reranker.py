@@ -6,8 +6,8 @@
 "words": [query words]} is what behaviour scores and reasons are made from.
 
 relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
-+ w_q * SASRec's next-item probability (:mod:`coldrec.rank.sequential`) + w_u * unseen + the cosines with the history's items (newest, recency-weighted mean, best of the newest
-five), the same three over the items' words (TF-IDF rows of the candidate's and the history items'
++ w_q * SASRec's next-item probability (:mod:`coldrec.rank.sequential`, when fitted) + w_u * unseen
++ the cosines with the history's items (newest, recency-weighted mean, best of the newest five), the same three over the items' words (TF-IDF rows of the candidate's and the history items'
 texts, :mod:`coldrec.rank.lexical`: a new item has them from its text alone) + w_p * popularity +
 w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals, vocabulary and weights
 that ``coldrec rerank`` learned on the validation split for this index version
