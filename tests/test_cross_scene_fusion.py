@@ -27,7 +27,8 @@ def test_cross_scene_fusion_learns_on_one_scene_and_scores_another(tmp_path, tin
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads((tmp_path / "benchmarks" / "results" / "quality-cross-scene-fusion.json").read_text())
-    assert {r["method"] for r in rows} == {"content", "fused, text only", "fused, text only, with word overlap"}
+    assert {r["method"] for r in rows} == {"content", "fused, text only", "fused, text only, with word overlap",
+                                           "fused, text only, with word overlap, two-start search"}
     assert all(r["dataset"] == "office" and r["tuned_on"] == "shop" and r["tune_users"] == 20 for r in rows)
     assert all(0.0 <= r["value"] <= 1.0 for r in rows) and {r["metric"] for r in rows} == {"ndcg@10", "recall@10"}
     assert "<!-- begin:quality-cross-scene-fusion -->" in (tmp_path / "BENCHMARKS.md").read_text()
