@@ -11,7 +11,8 @@ item texts). Their weights and the history decay are chosen by NDCG@10 on ``--tu
 validation users of the ``--tune`` scene, then applied unchanged to every test user of the
 target, full ranking over its catalog. Rows: content alone, the fusion without the words and with
 them (searched from content alone), and with them by the two-start search of ``fit_fusion``
-(also from :func:`coldrec.rank.fusion.softmax_weights`, the better on the tuning scene). Writes benchmarks/results/<name>.json and the matching BENCHMARKS.md section.
+(also from :func:`coldrec.rank.fusion.softmax_weights`, the better on the tuning scene:
+:func:`coldrec.rank.fusion.search_from_softmax`). Writes benchmarks/results/<name>.json and the matching BENCHMARKS.md section.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from coldrec.eval.methods import Methods  # noqa: E402
 from coldrec.eval.metrics import rank_metrics, target_ranks  # noqa: E402
 from coldrec.rank.fusion import (  # noqa: E402
     FusionWeights, catalog_lexical_features, content_features, fused_scores, history_columns, history_vectors,
-    learn_weights, softmax_weights,
+    learn_weights, search_from_softmax,
 )
 from coldrec.rank.lexical import LexicalVectors  # noqa: E402
 
@@ -108,11 +109,8 @@ def main() -> None:
         for decay in (float(d) for d in args.decays.split(",")):
             features = tune.features(v_histories, decay, words)
             weights, report = learn_weights(v_content, features, v_targets, seed=seed)
-            start = softmax_weights(v_content, features, v_targets) if two_starts else None
-            if start is not None:  # as fit_fusion's eval.fused_softmax_start: the better of the two searches
-                other, other_report = learn_weights(v_content, features, v_targets, seed=seed, start=start)
-                if other_report["ndcg@10"] > report["ndcg@10"]:
-                    weights, report = other, other_report
+            if two_starts:  # as fit_fusion's eval.fused_softmax_start: the better of the two searches
+                weights, report = search_from_softmax(v_content, features, v_targets, weights, report, seed=seed)
             if best is None or report["ndcg@10"] > best[0]:
                 best = (report["ndcg@10"], decay, weights)
         _, decay, weights = best

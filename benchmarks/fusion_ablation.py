@@ -213,22 +213,22 @@ def main() -> None:
                 features["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
             return weights, report, features
 
-        weights, report, features = shipped(lexical, sequential if cfg.eval.fused_sequential else None)
+        shipped_sequential = sequential if cfg.eval.fused_sequential else None  # the "sasrec" variant toggles it
+        weights, report, features = shipped(lexical, shipped_sequential)
         names = [n for n in FusionWeights.model_fields if n in features and np.ptp(features[n]) > 0]
         stack = np.stack([content, *(np.broadcast_to(features[n], content.shape) for n in names)], axis=-1)
         linear = fused_scores(content, features, weights)
         results = {"content": full(content, held), "linear, coordinate ascent (shipped)": full(linear, held)}
         if cfg.eval.fused_softmax_start and "content-start" in variants:  # the search before 2026-12-02
-            plain_weights, _, plain_features = shipped(lexical, sequential if cfg.eval.fused_sequential else None,
-                                                       softmax_start=False)
+            plain_weights, _, plain_features = shipped(lexical, shipped_sequential, softmax_start=False)
             results["linear, coordinate ascent from content alone"] = full(
                 fused_scores(content, plain_features, plain_weights), held)
         if lexical is not None and "no-words" in variants:  # the same search without them (eval.fused_lexical=false)
-            plain_weights, _, plain_features = shipped(None, sequential if cfg.eval.fused_sequential else None)
+            plain_weights, _, plain_features = shipped(None, shipped_sequential)
             results["linear, coordinate ascent, no word overlap"] = full(
                 fused_scores(content, plain_features, plain_weights), held)
         if "sasrec" in variants:  # the other setting of eval.fused_sequential
-            toggled = None if cfg.eval.fused_sequential else sequential
+            toggled = None if shipped_sequential else sequential
             plain_weights, _, plain_features = shipped(lexical, toggled)
             results[f"linear, coordinate ascent, {'with' if toggled else 'no'} SASRec"] = full(
                 fused_scores(content, plain_features, plain_weights), held)

@@ -198,6 +198,23 @@ def softmax_weights(content: np.ndarray, features: dict[str, np.ndarray], target
     return FusionWeights(**{n: round(max(float(v / fitted[0]), 0.0), 6) for n, v in zip(names, fitted[1:])})
 
 
+def search_from_softmax(content: np.ndarray, features: dict[str, np.ndarray], targets: np.ndarray,
+                        weights: FusionWeights, report: dict, grid: FusionGrid | None = None,
+                        seed: int = 0) -> tuple[FusionWeights, dict]:
+    """:func:`learn_weights` again from :func:`softmax_weights`; the better of that and (``weights``,
+    ``report``), a search already made on the same data, with both scores in ``report["searches"]``.
+    Unchanged when the softmax fit gives no start."""
+    start = softmax_weights(content, features, targets)
+    if start is None:
+        return weights, report
+    other, other_report = learn_weights(content, features, targets, grid, seed, start=start)
+    searches = {"from content": report["ndcg@10"], "from softmax fit": other_report["ndcg@10"]}
+    tried = report["points_tried"] + other_report["points_tried"]
+    if other_report["ndcg@10"] > report["ndcg@10"]:
+        weights, report = other, other_report
+    return weights, {**report, "searches": searches, "points_tried": tried}
+
+
 def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray) -> dict:
     """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols``."""
     return {"behaviour": signals.behaviour(histories, cols), "ease": signals.ease(histories, cols),
@@ -298,14 +315,7 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
             weights, report = learn_weights(content, features, targets, grid, seed, start=weights)
             report["points_tried"] += tried
         if softmax_start:  # a second search, from the convex softmax fit of every feature; the better one wins
-            start = softmax_weights(content, features, targets)
-            if start is not None:
-                other, other_report = learn_weights(content, features, targets, grid, seed, start=start)
-                searches = {"from content": report["ndcg@10"], "from softmax fit": other_report["ndcg@10"]}
-                tried = report["points_tried"] + other_report["points_tried"]
-                if other_report["ndcg@10"] > report["ndcg@10"]:
-                    weights, report = other, other_report
-                report = {**report, "searches": searches, "points_tried": tried}
+            weights, report = search_from_softmax(content, features, targets, weights, report, grid, seed)
         if best is None or report["ndcg@10"] > best[0]:
             best = (report["ndcg@10"], decay, weights, report)
     _, decay, weights, report = best
