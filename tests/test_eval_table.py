@@ -64,8 +64,10 @@ def test_labelled_runs_compare_in_one_diversity_space(tmp_path, tiny_backbone):
     table["runs"] = [{**run, "label": "single", "methods": ["popularity", "finetuned"]},
                      {**run, "label": "joint", "methods": ["finetuned"]}]
     (tmp_path / "labelled.yaml").write_text(yaml.safe_dump(table))
-    rows, _ = run_quality_table(load_table_config(tmp_path / "labelled.yaml"))
+    rows, notes = run_quality_table(load_table_config(tmp_path / "labelled.yaml"))
     assert {r["method"] for r in rows} == {"popularity", "finetuned:single", "finetuned:joint"}
+    text = markdown(rows, notes)  # each run's facts line says whose it is
+    assert "\nFacts (single): " in text and "\nFacts (joint): " in text
     diversity = {r["method"]: r["value"] for r in rows
                  if r["metric"] == "diversity" and r["k"] == 10 and not r["masked_history"]}
     assert diversity["finetuned:single"] == pytest.approx(diversity["finetuned:joint"])

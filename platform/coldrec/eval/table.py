@@ -101,7 +101,7 @@ def run_quality_table(table: QualityTableConfig) -> tuple[list[dict], list[dict]
                     row.pop("bucket")
                 rows.append(row)
             notes.append({"dataset": cfg.data.scene_name, "protocol": protocol, "model": model_path,
-                          "max_users": cfg.eval.max_users, **result.info})
+                          "max_users": cfg.eval.max_users, "label": run.label, **result.info})
     return rows, notes
 
 
@@ -134,7 +134,8 @@ def markdown(rows: list[dict], notes: list[dict], k: int = 10) -> str:
             parts.append(f"| {bucket} | {label} | {users} | " + " | ".join(values) + " |")
         for note in (n for n in notes if (n["dataset"], n["protocol"]) == (dataset, protocol)):
             chosen = {m: v["chosen"] for m, v in note.items() if isinstance(v, dict) and "chosen" in v}
-            parts.append(f"\nFacts: {note.get('facts')}; chosen on validation: {chosen or '-'}; "
+            run = f" ({note['label']})" if note.get("label") else ""  # several runs per table: whose facts
+            parts.append(f"\nFacts{run}: {note.get('facts')}; chosen on validation: {chosen or '-'}; "
                          f"seconds: { {m: v['seconds'] for m, v in note.items() if isinstance(v, dict) and 'seconds' in v} }\n")
     return "\n".join(parts)
 
