@@ -11,7 +11,7 @@ import pytest
 from coldrec.eval.baselines import ItemKNN, user_item_matrix
 from coldrec.rank.fusion import FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker, signal_features
 from coldrec.rank.signals import BehaviourSignals
-from coldrec.serve.reranker import Reranker, fuse
+from coldrec.serve.reranker import Reranker, explain, fuse
 
 ITEMS = [f"i{n}" for n in range(8)]
 
@@ -224,6 +224,13 @@ def test_reranker_deployment_class_fuses_and_explains(tmp_path):
     assert ranked[0]["score"] > 0.5 and ranked[-1]["score"] == pytest.approx(0.5)
     reranker.reconfigure({"weights": {"behaviour": 0.0}})
     assert [r["score"] for r in reranker.rerank(cands, 3, [], {"history": history})] == [0.5, 0.5, 0.5]
+
+
+def test_explain_reads_an_edited_items_words_again():
+    # Item words are kept per text (reranker._words_of): an item whose text a PUT changed matches its new words.
+    item = {"item_id": "k1", "title": "Keyboard", "text": "quiet mechanical switches"}
+    assert explain(item, [], ["quiet", "office"]) == "matches 'quiet'"
+    assert explain({**item, "text": "office keyboard, loud"}, [], ["quiet", "office"]) == "matches 'office'"
 
 
 def test_reranker_ranks_free_text_alone_by_content(tmp_path):

@@ -194,6 +194,7 @@ def test_serve_configs_parse(name):
     ingress = next(d for d in app.deployments if d.name == "Ingress")
     Coalescer(None).configure(ingress.user_config)  # the Ingress applies it so in reconfigure
     assert ingress.max_ongoing_requests >= ingress.user_config["max_batch_size"]  # queued requests count as ongoing
+    assert ingress.logging_config.enable_access_log is False  # metrics count requests; see the YAML
     if name == "gpu.yaml":
         assert encoder.ray_actor_options.num_gpus > 0
         autoscaled = {d.name for d in app.deployments if d.autoscaling_config}
