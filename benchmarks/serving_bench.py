@@ -37,6 +37,7 @@ GPU_RPS_GOAL = 2000.0  # /recommend requests per second on one H100
 # Where the CPU goes: Ray titles each Serve process ``ray::ServeReplica:<app>:<deployment>``,
 # ``ray::ProxyActor``, ``ray::ServeController``; "loadgen" is the load generator's own process.
 ROLES = ("ProxyActor", "Ingress", "ProfileEncoder", "Retriever", "Reranker", "ServeController")
+DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
 HA_PROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"  # read by every Serve process when it starts
 
 
@@ -245,20 +246,25 @@ def run(args: argparse.Namespace) -> tuple[list[dict], str]:
     import ray
     from ray import serve
 
-    from coldrec.runtime import RUNTIME_ENV_VARS
+    from coldrec.runtime import runtime_env_vars
     from coldrec.serve.launch import deploy_config, load_serve_config
     from coldrec.serve.loadgen import run_level
     from coldrec.serve.workload import request_bodies
 
     work = Path(args.work or Path(args.root) / "artifacts" / "serving-bench").resolve()
     levels = [int(c) for c in args.concurrency.split(",")]
-    os.environ.update(RUNTIME_ENV_VARS)
+    env_vars = runtime_env_vars()
+    os.environ.update(env_vars)
     if args.ha_proxy:
         os.environ[HA_PROXY_ENV] = "1"  # the local Ray started below passes it to Serve's processes
+    # Behind HAProxy a stopping Ingress replica stays reachable for 30 s so that load balancers can
+    # drop it; this benchmark stops Serve only after the load, with nothing routing, so that wait
+    # would only add half a minute to every run.
+    os.environ.setdefault(DRAIN_ENV, "1")
     ha_proxy = os.environ.get(HA_PROXY_ENV) == "1"
     # A fresh local Ray of this machine's cores: never join another session's cluster.
     ray.init(address="local", include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": dict(RUNTIME_ENV_VARS)})  # fmt: skip
+             runtime_env={"env_vars": env_vars})  # fmt: skip
     try:
         processed, index_dir = prepare_index(args, work)
         bodies = request_bodies(processed, n=args.requests)

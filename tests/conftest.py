@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from coldrec.runtime import runtime_env_vars
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The settings coldrec's own entry points give Ray; the session's local Ray inherits them.
+os.environ.update(runtime_env_vars())
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 

@@ -83,7 +83,7 @@ def embed_catalog(items_dir: Path, model_path: str, cfg: PipelineConfig) -> dict
 
     # The scene, where the catalog has one, names items for a model with per-scene ID vectors.
     scene = ["scene"] if "scene" in pads.dataset(str(items_dir), format="parquet").schema.names else []
-    ds = ray.data.read_parquet(str(items_dir), columns=["item_id", "text", *scene])
+    ds = ray.data.read_parquet(str(items_dir)).select_columns(["item_id", "text", *scene])
     extra: dict[str, Any] = {"num_gpus": 1} if cfg.index.use_gpu else {}
     embedded = ds.map_batches(
         EmbedItems,

@@ -104,8 +104,8 @@ def training_dataset(cfg: PipelineConfig) -> "ray.data.Dataset":
     import ray.data
 
     tc = cfg.train
-    data = ray.data.read_parquet([str(f) for f in train_folders(cfg)],
-                                 columns=TRAIN_COLUMNS + (["scene"] if keys_with_scene(cfg) else []))
+    columns = TRAIN_COLUMNS + (["scene"] if keys_with_scene(cfg) else [])
+    data = ray.data.read_parquet([str(f) for f in train_folders(cfg)]).select_columns(columns)
     if tc.global_shuffle or tc.extra_datasets:  # mixed users (and scenes), not one after another
         data = data.random_shuffle(seed=tc.seed)
     return data
