@@ -18,7 +18,7 @@ RUNTIME_ENV_VARS = {
 
 
 def runtime_env_vars() -> dict[str, str]:
-    """``RUNTIME_ENV_VARS``, each as this process's environment sets it where it does."""
+    """``RUNTIME_ENV_VARS``, except that a variable already set in this process's environment keeps its value."""
     return {key: os.environ.get(key, value) for key, value in RUNTIME_ENV_VARS.items()}
 
 
