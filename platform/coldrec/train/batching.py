@@ -4,12 +4,14 @@ A batch arrives from Ray Data as ``dict[str, np.ndarray]`` with the columns
 ``profile_text``, ``target_text`` and ``target`` (one row per positive pair). The
 collate tokenizes each side with its own token budget and hashes the target ids,
 so the loss can tell when two rows of a (gathered) batch hold the same item.
+With ``train.batch_by_scene``, :func:`scene_batches` first regroups the stream so that each
+batch holds one scene's rows.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -79,3 +81,32 @@ class TokenizingCollate(NumpyBatchCollateFn):
             "item_attention_mask": item["attention_mask"],
             "item_keys": item_keys(batch["target"], batch.get("scene")),
         }
+
+
+def scene_batches(batches: Iterable[Mapping[str, np.ndarray]], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Regroup a stream of row batches (with a ``scene`` column) into batches of ``batch_size``
+    rows of one scene each.
+
+    A scene's batch is yielded as soon as it is full, so the scenes interleave as they come in
+    the (shuffled) stream, each in proportion to its share of it, and each keeps its rows' order.
+    What is left of each scene at the end (fewer than ``batch_size`` rows) is dropped, as
+    ``drop_last`` drops a partial batch: at most ``batch_size - 1`` rows per scene.
+    """
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    pending: dict[str, list[dict[str, np.ndarray]]] = {}  # scene -> row batches not yet yielded
+    count: dict[str, int] = {}
+    for batch in batches:
+        if "scene" not in batch:
+            raise KeyError(f"batching by scene needs a scene column; the batch has {sorted(batch)}")
+        scenes = np.asarray(batch["scene"]).astype(str)
+        for scene in dict.fromkeys(scenes.tolist()):
+            mask = scenes == scene
+            pending.setdefault(scene, []).append({k: np.asarray(v)[mask] for k, v in batch.items()})
+            count[scene] = count.get(scene, 0) + int(mask.sum())
+            while count[scene] >= batch_size:
+                rows = {k: np.concatenate([part[k] for part in pending[scene]]) for k in pending[scene][0]}
+                yield {k: v[:batch_size] for k, v in rows.items()}
+                rest = {k: v[batch_size:] for k, v in rows.items()}
+                count[scene] -= batch_size
+                pending[scene] = [rest] if count[scene] else []

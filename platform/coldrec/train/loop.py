@@ -3,6 +3,7 @@
 ``train_loop_per_worker(config)`` receives ``PipelineConfig.model_dump()`` (Ray wants a
 plain dict) with absolute paths, rebuilds the typed config at once, and per epoch:
 trains on its shard of ``examples/train`` (tokenized in :class:`TokenizingCollate`; with
+``train.batch_by_scene``, regrouped into one-scene batches first; with
 ``train.hard_negatives``, plus mined negatives re-mined from the current model first),
 scores validation Recall@K on rank 0, and reports the same metrics from every rank;
 rank 0 attaches a checkpoint (HF dir + coldrec.json + train_state.pt, and with
@@ -31,7 +32,7 @@ from coldrec.model.id_embedding import ID_TABLE_FILE, IdVocab, load_id_state, re
 from coldrec.model.lora import adapter_state, apply_lora, is_lora, load_adapter_state, merged_backbone
 from coldrec.model.loss import InfoNCELoss
 from coldrec.model.towers import TwoTowerModel
-from coldrec.train.batching import TokenizingCollate
+from coldrec.train.batching import TokenizingCollate, scene_batches
 from coldrec.train.hard_negatives import HardNegativeMiner
 from coldrec.train.validation import recall_at_k, sample_examples
 
@@ -43,13 +44,20 @@ def recall_metric(k: int) -> str:
     return f"val_recall@{k}"
 
 
-def steps_per_epoch(train_rows: int, num_workers: int, batch_size: int, cap: int | None) -> int:
-    """Full batches each worker sees per epoch (Ray splits rows equally; the last partial batch is dropped)."""
-    steps = (train_rows // num_workers) // batch_size
-    if steps == 0:
+def steps_per_epoch(train_rows: int, num_workers: int, batch_size: int, cap: int | None, scenes: int = 1) -> int:
+    """Full batches each worker sees per epoch (Ray splits rows equally; the last partial batch is dropped).
+
+    ``scenes`` > 1: batches hold one scene each (:func:`coldrec.train.batching.scene_batches`), and
+    each scene's last partial batch is dropped, which costs at most ``scenes - 1`` more batches.
+    Every worker must run the same number of steps (the loss gathers across them), so this is the
+    count each is sure to reach.
+    """
+    steps = (train_rows // num_workers) // batch_size - (scenes - 1)
+    if steps <= 0:
         raise ValueError(
-            f"{train_rows} training examples give no full batch of {batch_size} on each of {num_workers} workers; "
-            "lower train.batch_size or train.num_workers"
+            f"{train_rows} training examples give no full batch of {batch_size} on each of {num_workers} workers"
+            + (f" (in batches of one of {scenes} scenes)" if scenes > 1 else "")
+            + "; lower train.batch_size or train.num_workers"
         )
     return min(steps, cap) if cap else steps
 
@@ -119,6 +127,17 @@ def _count_rows(folders: list[Path]) -> int:
     import pyarrow.dataset as pads
 
     return sum(pads.dataset(str(folder), format="parquet").count_rows() for folder in folders)
+
+
+def _count_scenes(folders: list[Path]) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    scenes: set[str] = set()
+    for folder in folders:
+        column = pads.dataset(str(folder), format="parquet").to_table(columns=["scene"])["scene"]
+        scenes.update(pc.unique(column).to_pylist())
+    return len(scenes)
 
 
 def _mean_across_workers(value: float, device: torch.device) -> float:
@@ -216,7 +235,9 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     model = ray.train.torch.prepare_model(tower, parallel_strategy_kwargs={"find_unused_parameters": True})
     unwrapped: TwoTowerModel = getattr(model, "module", model)
     loss_fn = InfoNCELoss(cfg.model.temperature, gather=tc.gather_negatives)
-    steps = steps_per_epoch(_count_rows(train_folders(cfg)), world, tc.batch_size, tc.max_steps_per_epoch)
+    folders = train_folders(cfg)
+    steps = steps_per_epoch(_count_rows(folders), world, tc.batch_size, tc.max_steps_per_epoch,
+                            scenes=_count_scenes(folders) if tc.batch_by_scene else 1)
     id_table = unwrapped.id_embedding.weight if unwrapped.id_embedding is not None else None
     optimizer = build_optimizer(model, tc.lr, tc.weight_decay, id_table, id_cfg.lr if id_cfg else None)
     scheduler = linear_warmup_decay(optimizer, steps * tc.epochs, tc.warmup_ratio)
@@ -248,13 +269,18 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                 miner.refresh(unwrapped.item_tower, tokenizer, cfg.model.max_item_tokens, device,
                               finish=lambda v: unwrapped.add_ids(v, miner_rows))
         model.train()
-        batches = iter(shard.iter_torch_batches(
-            batch_size=tc.batch_size,
-            collate_fn=collate,
-            drop_last=True,  # the all-gather in the loss needs equal batch sizes on every worker
-            local_shuffle_buffer_size=tc.batch_size * 8,
-            local_shuffle_seed=tc.seed + epoch,  # a different, reproducible order each epoch
-        ))
+        shuffle = {"local_shuffle_buffer_size": tc.batch_size * 8,
+                   "local_shuffle_seed": tc.seed + epoch}  # a different, reproducible order each epoch
+        if tc.batch_by_scene:  # regroup rows into one-scene batches, then tokenize and move them here
+            rows = iter(shard.iter_batches(batch_size=tc.batch_size, batch_format="numpy", **shuffle))
+            batches = ({k: v.to(device) for k, v in collate(b).items()} for b in scene_batches(rows, tc.batch_size))
+        else:
+            rows = batches = iter(shard.iter_torch_batches(
+                batch_size=tc.batch_size,
+                collate_fn=collate,
+                drop_last=True,  # the all-gather in the loss needs equal batch sizes on every worker
+                **shuffle,
+            ))
         loss_sum, n = 0.0, 0
         for batch in itertools.islice(batches, steps):
             inputs = [batch["user_input_ids"], batch["user_attention_mask"],
@@ -285,7 +311,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                 print(f"[train] epoch {epoch + 1} step {n}/{steps} loss {loss_sum / n:.4f}")
         # Closing now (not at garbage collection) tells Ray's split coordinator at once that
         # this worker is done with the epoch, also when the step cap stopped it early.
-        getattr(batches, "close", lambda: None)()
+        for it in (batches, rows):
+            getattr(it, "close", lambda: None)()
         train_loss = _mean_across_workers(loss_sum / max(n, 1), device)
 
         recall = None
