@@ -173,6 +173,15 @@ def test_scene_batches_hold_one_scene_each_and_lose_only_each_scenes_last_partia
         PipelineConfig.model_validate({"data": {"dataset": "ml-100k"}, "train": {"batch_by_scene": True}})
 
 
+def test_warns_when_the_workers_leave_ray_data_no_cpu():
+    from coldrec.config import TrainConfig
+    from coldrec.train.trainer import no_cpu_for_data_warning
+
+    assert no_cpu_for_data_warning(2, TrainConfig(cpus_per_worker=1)) is None
+    assert "cpus_per_worker" in no_cpu_for_data_warning(2, TrainConfig(cpus_per_worker=2))
+    assert "none for Ray Data" in no_cpu_for_data_warning(16, TrainConfig(num_workers=2, cpus_per_worker=8))
+
+
 def test_inputs_checked_and_fresh_start_sets_old_run_aside(tmp_path):
     from coldrec.train.trainer import check_inputs, run_dir, set_aside_previous_run
 

@@ -98,6 +98,17 @@ def _export_best(checkpoint_dir: Path, target: Path) -> Path:
     return target
 
 
+def no_cpu_for_data_warning(cluster_cpus: float, tc: TrainConfig) -> str | None:
+    """A warning when the training workers take every CPU of the cluster: Ray Data, which reads
+    and shuffles the examples, then gets none, and the run waits without a word until one joins."""
+    taken = tc.num_workers * tc.cpus_per_worker
+    if cluster_cpus - taken >= 1:
+        return None
+    return (f"[train] warning: {tc.num_workers} worker(s) x train.cpus_per_worker={tc.cpus_per_worker} take "
+            f"{taken} of the cluster's {cluster_cpus:g} CPUs and leave none for Ray Data to read the training "
+            "examples; the run will wait until another CPU joins the cluster (lower train.cpus_per_worker)")
+
+
 def training_dataset(cfg: PipelineConfig) -> "ray.data.Dataset":
     """The training examples of every scene as one Ray Dataset, shuffled once (seeded) unless
     ``train.global_shuffle`` is off and there is only one scene."""
@@ -114,6 +125,7 @@ def training_dataset(cfg: PipelineConfig) -> "ray.data.Dataset":
 def train(cfg: PipelineConfig) -> TrainResult:
     """Fine-tune on ``<processed_dir>/examples/train`` (and ``train.extra_datasets``'); return where
     the best model landed and the metrics."""
+    import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -124,6 +136,9 @@ def train(cfg: PipelineConfig) -> TrainResult:
         check_inputs(Path(extra), train_only=True)
     set_aside_previous_run(tc)
     train_data = training_dataset(cfg)
+    warning = no_cpu_for_data_warning(ray.cluster_resources().get("CPU", 0.0), tc)
+    if warning:
+        print(warning)
 
     metric = recall_metric(tc.val_k)
     trainer = TorchTrainer(
