@@ -25,6 +25,16 @@ TITLES = [
 ]  # fmt: skip
 
 
+def assert_error_shape(reply) -> None:
+    """422: FastAPI's validation shape, a list of {loc, msg, type}; any other error: a message or an object."""
+    detail = reply.json()["detail"]
+    if reply.status_code == 422:
+        assert isinstance(detail, list) and detail, reply.text
+        assert all(set(e) == {"loc", "msg", "type"} and isinstance(e["loc"], list) for e in detail), reply.text
+    else:
+        assert isinstance(detail, (str, dict)), reply.text
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,12 +154,14 @@ def test_recommend_concurrent_requests_batch(client):
         ({"text": "a", "k": 2.5}, 422, "valid integer"),
         ({"text": "a", "user": "x"}, 422, "Extra inputs"),
         ({"text": "a", "scene": "moon"}, 422, "unknown scene"),
+        ({"text": "a", "exclude_seen": 0}, 422, "valid boolean"),
     ],
 )
 def test_bad_requests_get_4xx_with_a_message(client, body, status, message):
     reply = client.post("/recommend", json=body)
     assert reply.status_code == status, reply.text
     assert message in reply.text
+    assert_error_shape(reply)
     if status == 404:
         assert reply.json()["detail"]["item_ids"] == ["nope", "gone"]
 
@@ -158,8 +170,31 @@ def test_malformed_bodies(client):
     reply = client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"})
     assert reply.status_code == 422
     assert client.post("/recommend", json=["text"]).status_code == 422
+    reply = client.post("/recommend", content=b'{"text": "\xff"}', headers={"content-type": "application/json"})
+    assert reply.status_code == 400, reply.text  # not UTF-8: FastAPI cannot read it as JSON text
+    assert_error_shape(reply)
     assert client.get("/recommend").status_code == 405
     assert client.get("/nowhere").status_code == 404
+
+
+def test_openapi_lists_the_errors_each_route_gives(client):
+    """Clients generated from /openapi.json learn every status a route answers, with its body."""
+    paths = client.get("/openapi.json").json()["paths"]
+    expected = {
+        ("post", "/recommend"): {"400", "404", "413", "422", "503"},
+        ("get", "/items/{item_id}/similar"): {"404", "422"},
+        ("post", "/items"): {"400", "409", "422", "503"},
+        ("put", "/items/{item_id}"): {"400", "404", "422", "503"},
+        ("delete", "/items/{item_id}"): {"404", "422", "503"},
+        ("post", "/events"): {"400", "404", "422", "503"},
+        ("get", "/users/{user_id}/profile"): {"404", "422", "503"},
+        ("get", "/readyz"): {"503"},
+    }
+    for (method, path), errors in expected.items():
+        responses = paths[path][method]["responses"]
+        assert {code for code in responses if code[0] in "45"} == errors, (method, path)
+        for code in errors - {"422"}:
+            assert responses[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorMessage"}
 
 
 def test_build_app_refuses_a_model_the_index_was_not_built_with(tiny_backbone, tmp_path):

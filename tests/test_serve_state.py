@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_serve import TITLES, free_port, tiny_index
+from test_serve import TITLES, assert_error_shape, free_port, tiny_index
 
 from coldrec.serve.app import AppArgs, build_app
 
@@ -201,6 +201,7 @@ def test_bad_requests_get_4xx_with_a_message(client, method, path, body, status,
     reply = client.request(method.upper(), path, json=body)
     assert reply.status_code == status, reply.text
     assert message in reply.text
+    assert_error_shape(reply)
 
 
 def test_restart_keeps_catalog_changes_and_events(deployed):

@@ -21,9 +21,11 @@ Catalog edits go to the store's change log; every Retriever replica applies the 
 answer, so an acknowledged edit is visible to the very next request. Every ``compact_every`` edits
 (per ingress replica) the ingress compacts that log to each item's latest change (safe while
 replicas read it: ``Store.compact_catalog``), so it grows with the catalog, not with the edits.
-Every bad request is a 4xx with a message: 422 for malformed bodies and values (FastAPI's validation, re-rendered below without
-echoing the input), 404 for unknown items or users, 409 for an item that exists already, 413 for
-text longer than max_text_chars; 503 when the store cannot be reached.
+Every bad request is a 4xx with a message, and each route's OpenAPI entry lists the ones it gives:
+422 for malformed bodies and values, always in FastAPI's validation shape (re-rendered by
+:mod:`coldrec.serve.errors` without echoing the input), 404 for unknown items or users, 409 for an
+item that exists already, 413 for text longer than max_text_chars; 503 when the store cannot be
+reached.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route annotations at runtime.
@@ -38,7 +40,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from coldrec.serve.coalesce import Coalescer
-from coldrec.serve.errors import install_error_handlers
+from coldrec.serve.errors import error_responses, install_error_handlers, invalid
 from coldrec.serve.metrics import batch_recorder, install_metrics
 from coldrec.serve.profile import informative_words, summarize
 from coldrec.serve.schemas import Health, RecommendedItem, RecommendRequest, RecommendResponse
@@ -139,7 +141,7 @@ class Ingress:
         await encoder
         return Health(status="ok", items=(await index)["items"], model_version=self.model_version)
 
-    @api.get("/readyz")
+    @api.get("/readyz", responses=error_responses(503))
     async def readyz(self) -> dict[str, Any]:
         """200 once the encoder, a retriever (with the catalog log applied) and the store all answer."""
         try:
@@ -154,7 +156,7 @@ class Ingress:
                 "model_version": self.model_version}  # fmt: skip
 
     # ---- recommendations ------------------------------------------------------------------
-    @api.post("/recommend", response_model=RecommendResponse)
+    @api.post("/recommend", response_model=RecommendResponse, responses=error_responses(400, 404, 413, 503))
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
         self._check_limits(request)
         item_ids = list(dict.fromkeys(request.item_ids or []))  # newest first, repeats dropped
@@ -166,10 +168,10 @@ class Ingress:
         if unknown:
             raise HTTPException(404, detail={"message": f"{len(unknown)} unknown item_ids", "item_ids": unknown})
         if request.scene is not None and request.scene not in await self._known_scenes(request.scene):
-            raise HTTPException(422, detail=f"unknown scene {request.scene!r}; known: {sorted(self._scenes)}")
+            raise invalid(("body", "scene"), f"unknown scene {request.scene!r}; known: {sorted(self._scenes)}")
         profile_ids = [i for i in wanted if i in known]
         if not profile_ids and request.text is None:
-            raise HTTPException(422, detail=f"user {request.user_id!r} has no items left in the catalog; add text")
+            raise invalid(("body", "user_id"), f"user {request.user_id!r} has no items left in the catalog; add text")
 
         profile = self._profile_text(request, profile_ids, known)
         exclude = profile_ids if request.exclude_seen else []
@@ -202,30 +204,30 @@ class Ingress:
         known = await self.retriever.lookup.remote(list(dict.fromkeys(i for ids in wanted for i in ids)), True)
         return [{i: known[i] for i in ids if i in known} for ids in wanted]
 
-    @api.get("/items/{item_id}/similar", response_model=SimilarResponse)
+    @api.get("/items/{item_id}/similar", response_model=SimilarResponse, responses=error_responses(404))
     async def similar(
         self, item_id: str = ItemIdPath, k: int = Query(10, ge=1), scene: str | None = Query(None, max_length=200)
     ) -> SimilarResponse:
         if k > self.max_k:
-            raise HTTPException(422, detail=f"k={k} is more than max_k={self.max_k}")
+            raise invalid(("query", "k"), f"k={k} is more than max_k={self.max_k}")
         items = await self.retriever.similar.remote(item_id, k, scene)
         if items is None:
             raise HTTPException(404, detail=f"unknown item {item_id!r}")
         return SimilarResponse(item_id=item_id, items=[SimilarItem(**i) for i in items], model_version=self.model_version)
 
     # ---- catalog --------------------------------------------------------------------------
-    @api.post("/items", status_code=201, response_model=CatalogWrite)
+    @api.post("/items", status_code=201, response_model=CatalogWrite, responses=error_responses(400, 409, 503))
     async def add_item(self, item: ItemIn) -> CatalogWrite:
         if await self.retriever.lookup.remote([item.item_id]):
             raise HTTPException(409, detail=f"item {item.item_id!r} exists; PUT /items/{{id}} replaces it")
         return await self._put_item(item.item_id, item)
 
-    @api.put("/items/{item_id}", response_model=CatalogWrite)
+    @api.put("/items/{item_id}", response_model=CatalogWrite, responses=error_responses(400, 404, 503))
     async def replace_item(self, fields: ItemFields, item_id: str = ItemIdPath) -> CatalogWrite:
         await self._require_item(item_id)
         return await self._put_item(item_id, fields)
 
-    @api.delete("/items/{item_id}", response_model=CatalogWrite)
+    @api.delete("/items/{item_id}", response_model=CatalogWrite, responses=error_responses(404, 503))
     async def delete_item(self, item_id: str = ItemIdPath) -> CatalogWrite:
         await self._require_item(item_id)
         seq = await self._call(lambda store: store.delete_item(item_id))
@@ -256,7 +258,7 @@ class Ingress:
             raise HTTPException(404, detail=f"unknown item {item_id!r}")
 
     # ---- users ----------------------------------------------------------------------------
-    @api.post("/events", status_code=201, response_model=EventStored)
+    @api.post("/events", status_code=201, response_model=EventStored, responses=error_responses(400, 404, 503))
     async def add_event(self, event: EventIn) -> EventStored:
         await self._require_item(event.item_id)
         stored = await self._call(
@@ -264,7 +266,7 @@ class Ingress:
         )
         return EventStored(**dataclasses.asdict(stored))
 
-    @api.get("/users/{user_id}/profile", response_model=UserProfile)
+    @api.get("/users/{user_id}/profile", response_model=UserProfile, responses=error_responses(404, 503))
     async def user_profile(self, user_id: str = Path(min_length=1, max_length=200)) -> UserProfile:
         history = await self._history(user_id)
         ids = list(dict.fromkeys(e.item_id for e in history))
@@ -289,13 +291,12 @@ class Ingress:
 
     def _check_limits(self, request: RecommendRequest) -> None:
         if request.k > self.max_k:
-            raise HTTPException(422, detail=f"k={request.k} is more than max_k={self.max_k}")
+            raise invalid(("body", "k"), f"k={request.k} is more than max_k={self.max_k}")
         if request.text is not None and len(request.text) > self.max_text_chars:
             raise HTTPException(413, detail=f"text has {len(request.text)} characters, the limit is {self.max_text_chars}")
         if request.item_ids and len(request.item_ids) > self.max_item_ids:
-            raise HTTPException(
-                422, detail=f"{len(request.item_ids)} item_ids given, the limit is {self.max_item_ids}"
-            )
+            given = len(request.item_ids)
+            raise invalid(("body", "item_ids"), f"{given} item_ids given, the limit is {self.max_item_ids}")
 
     def _profile_text(self, request: RecommendRequest, item_ids: list[str], known: dict[str, dict[str, Any]]) -> str:
         """Exactly what training feeds the user tower (coldrec.text.render_profile_text)."""

@@ -6,7 +6,7 @@ limits chosen at deploy time (max_k, max_text_chars, max_item_ids) are checked b
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 
 class RecommendRequest(BaseModel):
@@ -23,7 +23,7 @@ class RecommendRequest(BaseModel):
     category: StrictStr | None = Field(
         None, min_length=1, max_length=200, description="keep items whose categories or genres contain this (any case)"
     )
-    exclude_seen: bool = Field(True, description="never return the profile's items (item_ids and the user's history)")
+    exclude_seen: StrictBool = Field(True, description="never return the profile's items (item_ids and the user's history)")
 
     @field_validator("text")
     @classmethod
