@@ -15,7 +15,7 @@ from test_serve import assert_error_shape, free_port, tiny_index
 from coldrec.serve.app import AppArgs, build_app
 
 APP = "coldrec-fuzz-test"
-EXAMPLES = 15  # per route and mode: about 250 requests, a few seconds on 2 cores
+EXAMPLES = 15  # per route and mode: about 210 requests, 10-15 s on 2 cores
 
 
 @pytest.fixture(scope="module")
