@@ -197,6 +197,16 @@ def test_openapi_lists_the_errors_each_route_gives(client):
             assert responses[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorMessage"}
 
 
+def test_openapi_states_the_deployments_limits(client):
+    spec = client.get("/openapi.json").json()
+    body = spec["components"]["schemas"]["RecommendRequest"]["properties"]
+    assert body["k"]["maximum"] == LIMITS["max_k"]
+    assert {"type": "string", "maxLength": LIMITS["max_text_chars"]} in body["text"]["anyOf"]
+    assert any(s.get("maxItems") == LIMITS["max_item_ids"] for s in body["item_ids"]["anyOf"])
+    k = next(p for p in spec["paths"]["/items/{item_id}/similar"]["get"]["parameters"] if p["name"] == "k")
+    assert k["schema"]["maximum"] == LIMITS["max_k"]
+
+
 def test_build_app_refuses_a_model_the_index_was_not_built_with(tiny_backbone, tmp_path):
     from coldrec.model.backbone import load_backbone
     from coldrec.model.checkpoint import EncoderSettings, save_checkpoint

@@ -43,7 +43,7 @@ from coldrec.serve.coalesce import Coalescer
 from coldrec.serve.errors import error_responses, install_error_handlers, invalid
 from coldrec.serve.metrics import batch_recorder, install_metrics
 from coldrec.serve.profile import informative_words, summarize
-from coldrec.serve.schemas import Health, RecommendedItem, RecommendRequest, RecommendResponse
+from coldrec.serve.schemas import Health, RecommendedItem, RecommendRequest, RecommendResponse, openapi_with_limits
 from coldrec.serve.state_schemas import (
     CatalogWrite, EventIn, EventStored, ItemFields, ItemIn, SimilarItem, SimilarResponse, UserProfile,
 )  # fmt: skip
@@ -115,6 +115,8 @@ class Ingress:
         self.max_k = max_k
         self.max_text_chars = max_text_chars
         self.max_item_ids = max_item_ids
+        # /openapi.json and /docs state this deployment's limits (one Ingress per replica process).
+        api.openapi_schema = openapi_with_limits(api.openapi(), max_k, max_text_chars, max_item_ids)
         self.candidates = candidates
         self.max_history = max_history
         self.store: Store | None = open_store(store) if store else None

@@ -1,10 +1,13 @@
 """The HTTP contract of the recommendation service (request and response bodies).
 
 Static rules live here (types, k >= 1, text not blank, at least one of text / item_ids / user_id);
-limits chosen at deploy time (max_k, max_text_chars, max_item_ids) are checked by the ingress.
+limits chosen at deploy time (max_k, max_text_chars, max_item_ids) are checked by the ingress,
+and :func:`openapi_with_limits` adds them to the deployment's /openapi.json.
 """
 
 from __future__ import annotations
+
+import copy
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
@@ -73,3 +76,22 @@ class Health(BaseModel):
     status: str
     items: int
     model_version: str
+
+
+def openapi_with_limits(schema: dict, max_k: int, max_text_chars: int, max_item_ids: int) -> dict:
+    """A copy of the app's OpenAPI ``schema`` that also states this deployment's limits (checked by
+    the ingress, not by the static models above), so clients and generated ones see them."""
+    out = copy.deepcopy(schema)
+    body = out["components"]["schemas"]["RecommendRequest"]["properties"]
+    body["k"]["maximum"] = max_k
+    _non_null(body["text"])["maxLength"] = max_text_chars
+    _non_null(body["item_ids"])["maxItems"] = max_item_ids
+    for parameter in out["paths"]["/items/{item_id}/similar"]["get"]["parameters"]:
+        if parameter["name"] == "k":
+            parameter["schema"]["maximum"] = max_k
+    return out
+
+
+def _non_null(field: dict) -> dict:
+    """The non-null branch of an optional field's ``anyOf`` (the field itself when it has none)."""
+    return next((s for s in field.get("anyOf", []) if s.get("type") != "null"), field)
