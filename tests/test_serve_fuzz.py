@@ -10,7 +10,7 @@ by one stay in ``test_serve.py`` and ``test_serve_state.py``.
 from __future__ import annotations
 
 import pytest
-from test_serve import assert_error_shape, free_port, tiny_index
+from test_serve import LIMITS, assert_error_shape, free_port, tiny_index
 
 from coldrec.serve.app import AppArgs, build_app
 
@@ -25,8 +25,7 @@ def served(ray_session, tiny_backbone, tmp_path_factory):
 
     index_dir = tiny_index(tmp_path_factory.mktemp("fuzz-index"), tiny_backbone)
     store = str(tmp_path_factory.mktemp("fuzz-store") / "coldrec.sqlite")
-    args = AppArgs(index_dir=str(index_dir), candidates=8, num_cpus_per_replica=0.25, store=store,
-                   max_k=20, max_text_chars=200, max_item_ids=5)  # fmt: skip
+    args = AppArgs(index_dir=str(index_dir), candidates=8, num_cpus_per_replica=0.25, store=store, **LIMITS)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(args), name=APP, route_prefix="/")
