@@ -154,6 +154,34 @@ def test_cold_user_protocol_buckets_and_descriptions(timed):
     assert all(r["users"] == 30 for r in rows)
 
 
+def test_fused_scores_free_text_alone_with_weights_learned_on_described_validation(timed, tiny_backbone):
+    from coldrec.rank.free_text import text_features
+    from coldrec.rank.fusion import FusionWeights, fused_scores
+    from coldrec.rank.lexical import LexicalVectors
+    from coldrec.rank.signals import BehaviourSignals
+
+    cfg = timed.model_copy(update={"model": timed.model.model_copy(update={"backbone": tiny_backbone})})
+    data = build_protocol("cold-users", cfg)
+    described = data.free_text_valid
+    assert len(described) and all(h == [] for h in described["history"]) and described["free_text"].all()
+    methods = Methods(cfg.eval, cfg.model)
+    score = methods.build("fused", data.items, data.train, data.valid, free_text_valid=described)
+    text_weights = FusionWeights(**methods.chosen["fused"]["free_text"]["chosen"])
+    # Free text alone is scored by content + the text weights' features, as the Serve Reranker does.
+    zero = data.test[data.test["bucket"] == "0"]
+    item_ids, texts = data.items["item_id"].tolist(), data.items["text"].tolist()
+    content = methods.encoder("untrained").encode_users(zero["profile_text"].tolist()) @ \
+        methods.item_vectors("untrained", data.items).T
+    vocabulary, signals = LexicalVectors.fit(texts), BehaviourSignals.fit(data.train, item_ids)
+    features = text_features(signals, signals.columns(item_ids), vocabulary.transform(zero["free_text"].tolist()),
+                             vocabulary.transform(texts))
+    assert np.allclose(score(zero), fused_scores(content, features, text_weights), atol=1e-5)
+    # Off: the free-text bucket gets the weights learned with histories, as before.
+    off = Methods(cfg.eval.model_copy(update={"fused_free_text": False}), cfg.model)
+    off.build("fused", data.items, data.train, data.valid, free_text_valid=described)
+    assert "free_text" not in off.chosen["fused"]
+
+
 @pytest.mark.parametrize("refit", [False, True])
 def test_leave_one_out_protocol_matches_evaluate(timed, refit):
     cfg = timed.model_copy(update={"eval": timed.eval.model_copy(update={

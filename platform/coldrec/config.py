@@ -226,6 +226,11 @@ class EvalConfig(_Strict):
     # The fusion weight search also starts from the convex softmax fit of every feature
     # (coldrec.rank.fusion.softmax_weights); off: only from content alone, the search before 2026-12-02.
     fused_softmax_start: bool = True
+    # A query that is free text alone (the cold-user protocol's bucket "0") is scored by weights of
+    # its own, learned on validation examples turned into free-text descriptions (coldrec.rank.free_text):
+    # the text's word overlap with each item, popularity and freshness. Off: the weights learned
+    # with histories, whose history features are all zero for such a query.
+    fused_free_text: bool = True
     sequential: SequentialConfig = Field(default_factory=SequentialConfig)
     # Global time split: cut at this quantile of interaction timestamps; "first" = each test
     # user's first interaction after the cut is the target, "all" = every one of them.

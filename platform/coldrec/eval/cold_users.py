@@ -12,7 +12,9 @@ falls in the one bucket of their full history length.
 Bucket "0" has no interactions at all, only a free-text description written from data
 by :func:`free_text_description`: from the user's history items (the ones before the
 target), never from the target: any occurrence of the target item in the history is
-dropped first, and the target's text is never read.
+dropped first, and the target's text is never read. The validation examples, described the
+same way (:func:`free_text_examples`), are what the ``fused`` method learns its weights for
+free text alone on.
 """
 
 from __future__ import annotations
@@ -73,6 +75,21 @@ def free_text_description(history: Sequence[str], target: str, items: pd.DataFra
     return f"Looking for: {', '.join(best)}" if best else ""
 
 
+def free_text_examples(examples: pd.DataFrame, items: pd.DataFrame, profile_items: int,
+                       scene: str | None = None) -> pd.DataFrame:
+    """Bucket "0" made of other examples (validation's: what the fused method learns its weights for
+    free text alone on, :mod:`coldrec.rank.free_text`). Per example, its history's
+    :func:`free_text_description` (the target's text is never read) becomes ``free_text`` and the
+    profile, and the history is emptied; examples whose description is empty are dropped."""
+    fields, texts = _description_fields(items), plain_item_texts(items)
+    free = [free_text_description(h, t, fields) for h, t in zip(examples["history"], examples["target"])]
+    out = examples.assign(free_text=free)
+    out = out[out["free_text"] != ""].reset_index(drop=True)
+    out["profile_text"] = [profile([], texts, profile_items, scene, f) for f in out["free_text"]]
+    out["history"] = [[] for _ in range(len(out))]
+    return out
+
+
 def _description_fields(items: pd.DataFrame) -> dict[str, dict]:
     cols = [c for c in ("title", "categories", "genres") if c in items]
     return items.set_index("item_id")[cols].to_dict("index")
@@ -115,5 +132,7 @@ def cold_user_data(cfg: PipelineConfig, items: pd.DataFrame, inter: pd.DataFrame
     queries = queries.drop(columns=["full_history"])
     facts = {"truncate": truncate, "users": int(queries["user_id"].nunique()),
              "queries_per_bucket": queries["bucket"].value_counts().to_dict()}
+    valid = load_examples(pdir, "valid")
     return EvalData(dataset=cfg.data.scene_name, protocol=protocol, items=items,
-                    train=load_examples(pdir, "train"), test=queries, valid=load_examples(pdir, "valid"), facts=facts)
+                    train=load_examples(pdir, "train"), test=queries, valid=valid, facts=facts,
+                    free_text_valid=free_text_examples(valid, items, cfg.data.profile_items, scene))

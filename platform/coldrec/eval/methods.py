@@ -95,11 +95,14 @@ class Methods:
         return self._vectors[key]
 
     def build(self, method: str, items: pd.DataFrame, train: pd.DataFrame,
-              valid: pd.DataFrame | None = None, tune_train: pd.DataFrame | None = None) -> Scorer:
+              valid: pd.DataFrame | None = None, tune_train: pd.DataFrame | None = None,
+              free_text_valid: pd.DataFrame | None = None) -> Scorer:
         """A scorer over ``items`` (catalog order) for ``method``; ID models fit on ``train``.
 
         Grids are searched on ``valid`` with the model fit on ``tune_train`` when given (then
-        refit on ``train`` with the chosen value), else fit on ``train``.
+        refit on ``train`` with the chosen value), else fit on ``train``. ``free_text_valid``
+        (validation examples as free-text queries) is where ``fused`` learns its weights for
+        queries that are free text alone.
         """
         item_ids = items["item_id"].tolist()
         if method == "popularity":
@@ -113,7 +116,7 @@ class Methods:
         if method == "bm25":
             return BM25(items["text"].tolist()).scorer("profile_text")
         if method == "fused":
-            return self._fused(items, train, valid, tune_train)
+            return self._fused(items, train, valid, tune_train, free_text_valid)
         if method in ENCODER_METHODS:
             return vector_scorer(self.encoder(method), self.item_vectors(method, items),
                                  dict(zip(items["item_id"], items["text"])), self.cfg.batch_size,
@@ -146,11 +149,14 @@ class Methods:
         return self._sequential[key]
 
     def _fused(self, items: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame | None,
-               tune_train: pd.DataFrame | None) -> Scorer:
+               tune_train: pd.DataFrame | None, free_text_valid: pd.DataFrame | None = None) -> Scorer:
         """Content + behaviour + word overlap + SASRec; weights learned on ``valid`` with signals
         fit on ``tune_train`` (or ``train``), then the signals refit on ``train`` for scoring (SASRec
         for the epochs chosen on ``valid``). The TF-IDF vocabulary is fit on the catalog's item
-        texts, which needs no interaction."""
+        texts, which needs no interaction. A query that is free text alone (no history, a
+        ``free_text``) is scored with weights of its own, learned on ``free_text_valid``
+        (:mod:`coldrec.rank.free_text`), when given and ``eval.fused_free_text`` is on."""
+        from coldrec.rank.free_text import fit_text_fusion, text_features
         from coldrec.rank.fusion import (
             FusionWeights, catalog_lexical_features, content_features, fit_fusion, fused_scores, history_vectors,
             signal_features,
@@ -181,6 +187,13 @@ class Methods:
         if sequential is not None:
             chosen["sasrec"] = {k: sequential.report[k] for k in ("best_epoch", "epochs_run", "seconds")}
         self.chosen["fused"] = {"chosen": weights.model_dump(), "content": source, "ease_lambda": lam, **chosen}
+        text_weights = None
+        if self.cfg.fused_free_text and free_text_valid is not None and not free_text_valid.empty:
+            text_weights, text_chosen = fit_text_fusion(
+                signals, encoder, vectors, item_ids, free_text_valid, vocabulary, lexical,
+                batch_size=self.cfg.batch_size, max_users=self.cfg.tune_max_users, seed=self.cfg.seed,
+                softmax_start=self.cfg.fused_softmax_start)
+            self.chosen["fused"]["free_text"] = {"chosen": _nonzero(text_weights), **text_chosen}
         if tune_train is not None:
             signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay, ease_lambda=lam)
             if sequential is not None and weights.uses_sequential:  # as long as validation chose
@@ -196,9 +209,21 @@ class Methods:
                 near.update(catalog_lexical_features(histories, lexical, position, signals.decay))
             if sequential is not None and weights.uses_sequential:
                 near["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
-            return fused_scores(content, {**signal_features(signals, histories, cols), **near}, weights)
+            scores = fused_scores(content, {**signal_features(signals, histories, cols), **near}, weights)
+            if text_weights is not None and "free_text" in batch:
+                alone = np.array([not len(h) and isinstance(f, str) and bool(f)
+                                  for h, f in zip(histories, batch["free_text"])], dtype=bool)
+                if alone.any():
+                    words = None if vocabulary is None else vocabulary.transform(batch["free_text"][alone].tolist())
+                    scores[alone] = fused_scores(content[alone], text_features(signals, cols, words, lexical),
+                                                 text_weights)
+            return scores
 
         return score
+
+
+def _nonzero(weights) -> dict[str, float]:
+    return {name: value for name, value in weights.model_dump().items() if value}
 
 
 def _fingerprint(df: pd.DataFrame | None) -> tuple | None:

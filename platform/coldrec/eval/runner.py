@@ -35,6 +35,9 @@ class EvalData:
       validation targets lie inside ``train`` must pass the training data before them.
     target_groups: name -> (items,) bool; metrics are also reported on only the targets
       in each group (the time split's "warm" and "cold" targets).
+    free_text_valid: validation examples as free-text queries (free_text, profile_text, target, no
+      history), where some test queries are free text alone: the ``fused`` method learns its
+      weights for them there (:mod:`coldrec.rank.free_text`).
     """
 
     dataset: str
@@ -46,6 +49,7 @@ class EvalData:
     tune_train: pd.DataFrame | None = None
     target_groups: dict[str, np.ndarray] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)  # what the protocol did (cut time, counts), for reports
+    free_text_valid: pd.DataFrame | None = None
 
 
 @dataclass
@@ -91,7 +95,8 @@ def run_methods(data: EvalData, methods: Methods, names: list[str], ks: list[int
     info: dict = {"facts": data.facts, "users": len(test)}
     for method in names:
         start = time.perf_counter()
-        scorer = methods.build(method, items, data.train, data.valid, tune_train=data.tune_train)
+        scorer = methods.build(method, items, data.train, data.valid, tune_train=data.tune_train,
+                               free_text_valid=data.free_text_valid)
         ranks: dict[bool, list[np.ndarray]] = {False: [], True: []}
         tops: dict[bool, list[np.ndarray]] = {False: [], True: []}
         for lo in range(0, len(test), BATCH):

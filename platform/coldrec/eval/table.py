@@ -134,6 +134,8 @@ def markdown(rows: list[dict], notes: list[dict], k: int = 10) -> str:
             parts.append(f"| {bucket} | {label} | {users} | " + " | ".join(values) + " |")
         for note in (n for n in notes if (n["dataset"], n["protocol"]) == (dataset, protocol)):
             chosen = {m: v["chosen"] for m, v in note.items() if isinstance(v, dict) and "chosen" in v}
+            chosen.update({f"{m}, free text alone": v["free_text"]["chosen"] for m, v in note.items()
+                           if isinstance(v, dict) and isinstance(v.get("free_text"), dict)})
             run = f" ({note['label']})" if note.get("label") else ""  # several runs per table: whose facts
             parts.append(f"\nFacts{run}: {note.get('facts')}; chosen on validation: {chosen or '-'}; "
                          f"seconds: { {m: v['seconds'] for m, v in note.items() if isinstance(v, dict) and 'seconds' in v} }\n")

@@ -11,7 +11,9 @@ and ``history_max`` (the best cosine with one of the newest few items); then ``p
 history features over word overlap instead of the profile model's vectors: ``lexical_newest``,
 ``lexical_mean`` and ``lexical_max`` (a brand or model number shared with a history item). With a
 fitted SASRec (:mod:`coldrec.rank.sequential`), ``sasrec``: its probability of each item coming
-next, relative to the most likely item's.
+next, relative to the most likely item's. A request that is free text alone has none of the
+history features; it gets weights of its own (``query_words``, the text's word overlap with the
+item, and the item priors), learned on free-text queries by :mod:`coldrec.rank.free_text`.
 ``content`` is the profile model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
 are learned by coordinate ascent on NDCG@10 over *validation* examples (never test), scoring the
 whole catalog; the Serve reranker and the ``fused`` evaluation method apply the same function,
@@ -40,7 +42,8 @@ if TYPE_CHECKING:
 WEIGHTS_FILE = "weights.json"
 SEQUENTIAL_FILE = "sasrec.pt"  # coldrec.rank.sequential's; named here so loading without it needs no torch
 CONTENT_FEATURES = ("newest", "history_mean", "history_max")  # cosines with the history's item vectors
-PAIR_FEATURES = ("behaviour", "ease", "sequence", "sasrec", "unseen", *CONTENT_FEATURES, *LEXICAL_FEATURES)  # (queries, items)
+# (queries, items); query_words only for free text alone (coldrec.rank.free_text)
+PAIR_FEATURES = ("behaviour", "ease", "sequence", "sasrec", "unseen", *CONTENT_FEATURES, *LEXICAL_FEATURES, "query_words")
 HISTORY_MAX_ITEMS = 5  # history_max looks at this many of the newest history items
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
@@ -60,13 +63,14 @@ class FusionWeights(BaseModel):
     lexical_newest: float = Field(0.0, ge=0)
     lexical_mean: float = Field(0.0, ge=0)
     lexical_max: float = Field(0.0, ge=0)
+    query_words: float = Field(0.0, ge=0)
     popularity: float = Field(0.0, ge=0)
     freshness: float = Field(0.0, ge=0)
 
     @property
     def uses_lexical(self) -> bool:
         """Whether any word-overlap feature has weight (then the TF-IDF vocabulary is needed)."""
-        return any(getattr(self, name) for name in LEXICAL_FEATURES)
+        return any(getattr(self, name) for name in (*LEXICAL_FEATURES, "query_words"))
 
     @property
     def uses_sequential(self) -> bool:
@@ -91,6 +95,7 @@ class FusionGrid(BaseModel):
     lexical_newest: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     lexical_mean: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     lexical_max: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    query_words: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     popularity: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8])
     freshness: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
     rounds: int = Field(4, ge=1, description="coordinate-ascent sweeps over the weights")
@@ -274,6 +279,18 @@ def catalog_lexical_features(histories: Sequence[Sequence[str]], lexical_rows: s
                             own=[np.asarray(cols, dtype=np.int64) for cols in columns])
 
 
+def tuning_queries(encoder, item_vectors: np.ndarray, position: dict[str, int], queries: pd.DataFrame,
+                   max_users: int | None, seed: int, batch_size: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The rows weights are learned on: those whose ``target`` is in the catalog, at most ``max_users``
+    of them (sampled with ``seed``); with their content scores (queries, items), the cosines of their
+    ``profile_text`` with ``item_vectors``, and (queries,) target columns."""
+    queries = queries[queries["target"].isin(position)]
+    if max_users and len(queries) > max_users:
+        queries = queries.sample(n=max_users, random_state=seed)
+    users = encoder.encode_users(queries["profile_text"].tolist(), batch_size=batch_size)  # (queries, dim)
+    return queries, users @ item_vectors.T, queries["target"].map(position).to_numpy()
+
+
 def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, item_ids: Sequence[str],
                valid: pd.DataFrame, decays: Sequence[float] = (1.0,), grid: FusionGrid | None = None,
                batch_size: int = 64, max_users: int | None = 2000, seed: int = 0,
@@ -291,13 +308,8 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     ``signals.decay`` to the chosen decay. Returns (weights, report).
     """
     position = {item_id: i for i, item_id in enumerate(item_ids)}
-    valid = valid[valid["target"].isin(position)]
-    if max_users and len(valid) > max_users:
-        valid = valid.sample(n=max_users, random_state=seed)
-    users = encoder.encode_users(valid["profile_text"].tolist(), batch_size=batch_size)  # (queries, dim)
-    content = users @ item_vectors.T  # (queries, items)
+    valid, content, targets = tuning_queries(encoder, item_vectors, position, valid, max_users, seed, batch_size)
     cols = signals.columns(item_ids)
-    targets = valid["target"].map(position).to_numpy()
     histories = valid["history"].tolist()
     vectors = history_vectors(histories, item_vectors, position)
     ordered = {} if sequential is None else {"sasrec": sequential.scores(histories, sequential.columns(item_ids))}
@@ -331,19 +343,25 @@ class SavedReranker(NamedTuple):
     weights: FusionWeights
     lexical: LexicalVectors | None  # the TF-IDF vocabulary, when the word features were fitted
     sequential: SequentialSignal | None  # the SASRec, when it was fitted
+    text_weights: FusionWeights | None = None  # for free text alone (coldrec.rank.free_text), when fitted
 
 
 def save_reranker(folder: str | Path, signals: BehaviourSignals, weights: FusionWeights, report: dict,
-                  lexical: LexicalVectors | None = None, sequential: SequentialSignal | None = None) -> Path:
+                  lexical: LexicalVectors | None = None, sequential: SequentialSignal | None = None,
+                  text_weights: FusionWeights | None = None, text_report: dict | None = None) -> Path:
     """``folder/{signals.npz, weights.json[, lexical.npz][, sasrec.pt]}``: what the Serve Reranker
-    loads (``AppArgs.reranker_dir``)."""
+    loads (``AppArgs.reranker_dir``). ``text_weights`` (with ``text_report``) are saved beside the
+    weights, for requests that are free text alone."""
     path = Path(folder)
     signals.save(path)
     if lexical is not None:
         lexical.save(path)
     if sequential is not None:
         sequential.save(path)
-    (path / WEIGHTS_FILE).write_text(json.dumps({"weights": weights.model_dump(), "report": report}, indent=2) + "\n")
+    saved = {"weights": weights.model_dump(), "report": report}
+    if text_weights is not None:
+        saved.update(text_weights=text_weights.model_dump(), text_report=text_report or {})
+    (path / WEIGHTS_FILE).write_text(json.dumps(saved, indent=2) + "\n")
     return path
 
 
@@ -352,9 +370,11 @@ def load_reranker(folder: str | Path) -> SavedReranker:
     path = Path(folder)
     if not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path} holds no {WEIGHTS_FILE}: run `coldrec rerank` first")
-    weights = FusionWeights.model_validate(json.loads((path / WEIGHTS_FILE).read_text())["weights"])
+    saved = json.loads((path / WEIGHTS_FILE).read_text())
+    weights = FusionWeights.model_validate(saved["weights"])
+    text_weights = None if saved.get("text_weights") is None else FusionWeights.model_validate(saved["text_weights"])
     lexical = LexicalVectors.load_if_present(path)
-    if lexical is None and weights.uses_lexical:
+    if lexical is None and (weights.uses_lexical or (text_weights is not None and text_weights.uses_lexical)):
         raise FileNotFoundError(f"{path}: the weights use lexical features but there is no lexical.npz")
     sequential = None
     if (path / SEQUENTIAL_FILE).is_file():
@@ -363,4 +383,4 @@ def load_reranker(folder: str | Path) -> SavedReranker:
         sequential = SequentialSignal.load(path)
     if sequential is None and weights.uses_sequential:
         raise FileNotFoundError(f"{path}: the weights use the sasrec feature but there is no sasrec.pt")
-    return SavedReranker(BehaviourSignals.load(path), weights, lexical, sequential)
+    return SavedReranker(BehaviourSignals.load(path), weights, lexical, sequential, text_weights)

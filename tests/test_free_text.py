@@ -1,0 +1,113 @@
+"""Weights for free text alone: validation examples described in words, the features, the fit, and
+the Serve Reranker scoring such a request as evaluation does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coldrec.eval.cold_users import free_text_examples
+from coldrec.rank.free_text import fit_text_fusion, query_words, text_features
+from coldrec.rank.fusion import FusionWeights, fused_scores, save_reranker
+from coldrec.rank.lexical import LexicalVectors
+from coldrec.rank.signals import BehaviourSignals
+from coldrec.serve.reranker import Reranker
+
+# Three topics, four items each; every item's title names its topic and a word of its own.
+TOPICS = {"pen": ["ballpoint", "gel", "fountain", "marker"], "paper": ["copy", "sticky", "legal", "index"],
+          "chair": ["mesh", "lumbar", "mat", "stool"]}
+ITEMS = pd.DataFrame([{"item_id": f"{t}-{i}", "title": f"{w} {t}", "categories": t, "text": f"{w} {t}. {t}"}
+                      for t, words in TOPICS.items() for i, w in enumerate(words)])
+ITEM_IDS = ITEMS["item_id"].tolist()
+
+
+def examples(users: int = 30) -> pd.DataFrame:
+    """Users stay in one topic: history of three items, target a fourth."""
+    rows = []
+    for u in range(users):
+        topic = list(TOPICS)[u % 3]
+        seq = [f"{topic}-{(u + s) % 4}" for s in range(4)]
+        rows.append({"user_id": f"u{u}", "history": seq[:-1], "target": seq[-1], "profile_text": "x"})
+    return pd.DataFrame(rows)
+
+
+def test_free_text_examples_describe_the_history_and_keep_the_target():
+    valid = pd.concat([examples(3), pd.DataFrame([{"user_id": "lone", "history": ["pen-0"], "target": "pen-0",
+                                                   "profile_text": "x"}])], ignore_index=True)
+    out = free_text_examples(valid, ITEMS, profile_items=5, scene="office")
+    assert len(out) == 3  # the lone user's only history item is its target: nothing to describe
+    assert (out["target"] == valid["target"][:3]).all()
+    assert all(h == [] for h in out["history"])
+    assert out["free_text"][0] == "Looking for: pen" and out["profile_text"][0] == "office: Looking for: pen"
+
+
+class WordEncoder:
+    """A stand-in profile model: texts and items are random vectors (content carries nothing)."""
+
+    def __init__(self, dim: int = 8):
+        self.rng = np.random.default_rng(0)
+        self.dim = dim
+
+    def encode_users(self, texts, batch_size=64):
+        vectors = self.rng.normal(size=(len(texts), self.dim)).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_fit_learns_word_overlap_when_the_words_name_the_target():
+    vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
+    rows = vocabulary.transform(ITEMS["text"].tolist())
+    # Each query spells out its target's own word; content is noise.
+    queries = pd.DataFrame([{"free_text": f"Looking for: {ITEMS['title'][i].split()[0]}", "profile_text": "q",
+                             "target": ITEM_IDS[i]} for i in range(len(ITEM_IDS)) for _ in range(3)])
+    vectors = WordEncoder().encode_users(ITEM_IDS)
+    signals = BehaviourSignals.fit(examples(), ITEM_IDS)
+    weights, report = fit_text_fusion(signals, WordEncoder(), vectors, ITEM_IDS, queries, vocabulary, rows)
+    assert weights.query_words > 0 and report["ndcg@10"] > report["content_only_ndcg@10"]
+    assert weights == FusionWeights(query_words=weights.query_words, popularity=weights.popularity,
+                                    freshness=weights.freshness)  # nothing a history would give
+    words = query_words(vocabulary.transform(["a gel pen"]), rows)
+    assert words.shape == (1, len(ITEM_IDS)) and np.argmax(words[0]) == ITEM_IDS.index("pen-1")
+
+
+def reranker_with_text_weights(tmp_path, text_weights: FusionWeights) -> tuple[Reranker, BehaviourSignals]:
+    signals = BehaviourSignals.fit(examples(), ITEM_IDS)
+    vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
+    save_reranker(tmp_path, signals, FusionWeights(behaviour=1.0), {"on": "test"}, vocabulary,
+                  text_weights=text_weights, text_report={"on": "test"})
+    return Reranker.func_or_class(reranker_dir=str(tmp_path)), signals
+
+
+def test_served_free_text_scores_equal_the_evaluated_ones(tmp_path):
+    text_weights = FusionWeights(query_words=2.0, popularity=0.5, freshness=0.3)
+    reranker, signals = reranker_with_text_weights(tmp_path, text_weights)
+    unit = np.ones(4, np.float32) / 2
+    ids = ["pen-1", "paper-0", "chair-3", "brand-new"]
+    texts = [*ITEMS.set_index("item_id").loc[ids[:3], "text"], "gel ink refill"]
+    content = [0.4, 0.6, 0.5, 0.3]
+    cands = [{"item_id": i, "title": i, "text": t, "score": s, "vector": unit} for i, t, s in zip(ids, texts, content)]
+    text = "a gel pen for the office"
+    ranked = reranker.rerank(cands, 4, [], {"history": [], "words": ["gel", "pen", "office"], "text": text})
+    vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
+    features = text_features(signals, signals.columns(ids), vocabulary.transform([text]), vocabulary.transform(texts))
+    expected = dict(zip(ids, fused_scores(np.array([content], np.float32), features, text_weights)[0]))
+    assert {r["item_id"]: r["score"] for r in ranked} == pytest.approx(expected, abs=1e-6)
+    assert ranked[0]["item_id"] == "pen-1" and ranked[0]["reason"] == "matches 'gel', 'pen'"
+    # The history weights are not used for free text alone, nor the text weights with a history.
+    history = [{"item_id": "pen-0", "title": "Pen", "text": "ballpoint pen. pen", "vector": unit}]
+    with_history = reranker.rerank(cands, 4, [], {"history": history, "words": [], "text": None})
+    assert {r["item_id"]: r["score"] for r in with_history}["brand-new"] == pytest.approx(0.3)
+
+
+def test_text_weights_are_live_tunable_and_checked_whole(tmp_path):
+    reranker, _ = reranker_with_text_weights(tmp_path, FusionWeights(popularity=1.0))
+    cands = [{"item_id": i, "title": i, "text": "", "score": 0.5, "vector": np.ones(2, np.float32)}
+             for i in ("pen-0", "brand-new")]
+    context = {"history": [], "words": [], "text": "anything"}
+    assert [r["item_id"] for r in reranker.rerank(cands, 2, [], context)] == ["pen-0", "brand-new"]
+    reranker.reconfigure({"text_weights": {"freshness": 1.0}})  # a brand-new item is fresh, pen-0 is not
+    assert [r["item_id"] for r in reranker.rerank(cands, 2, [], context)] == ["brand-new", "pen-0"]
+    bare = Reranker.func_or_class(reranker_dir=None)
+    with pytest.raises(ValueError, match="text_weights use word-overlap"):
+        bare.reconfigure({"diversity": 0.5, "text_weights": {"query_words": 1.0}})
+    assert bare.diversity == 0.0  # nothing changed
