@@ -87,9 +87,9 @@ def test_ease_feature_ranks_like_the_ease_baseline():
 def test_save_and_load_round_trip(tmp_path):
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
-    loaded, weights, lexical, sequential = load_reranker(tmp_path)
+    loaded, weights, lexical, sequential, text_weights = load_reranker(tmp_path)
     assert weights == FusionWeights(behaviour=0.4) and loaded.decay == 0.5 and loaded.item_ids == ITEMS
-    assert lexical is None  # saved without item texts
+    assert lexical is None and text_weights is None  # saved without item texts or weights for free text
     hist = [["i0", "i2"], ["i6"]]
     assert np.allclose(loaded.behaviour(hist), signals.behaviour(hist))
     assert np.allclose(loaded.sequence(hist), signals.sequence(hist)) and signals.sequence(hist).any()
@@ -277,9 +277,10 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
 
     out = fit_reranker(cfg)  # the scene's LATEST
     assert out == version_dir / "rerank"
-    signals, weights, lexical, sequential = load_reranker(out)
+    signals, weights, lexical, sequential, text_weights = load_reranker(out)
     assert sorted(signals.item_ids) == sorted(items["item_id"])
     assert lexical is not None and lexical.vocabulary_size > 0  # fitted on the index's item texts
+    assert text_weights is not None  # learned on validation examples described in words
     assert _reranker_dir(None, version_dir) == str(version_dir / "rerank")
     assert _reranker_dir("none", version_dir) is None
     with pytest.raises(ValueError, match="coldrec rerank"):
@@ -297,6 +298,10 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
     report = json.loads((out / "weights.json").read_text())["report"]
     assert report["signal_examples"] == len(known) > report["tune_examples"]
     assert report["ndcg@10"] > report["content_only_ndcg@10"]
+    saved = json.loads((out / "weights.json").read_text())
+    assert saved["text_weights"] == text_weights.model_dump() and saved["text_report"]["queries"] > 0
+    # Only what free text alone has can carry weight: the words' overlap and the item priors.
+    assert not any(v for k, v in saved["text_weights"].items() if k not in ("query_words", "popularity", "freshness"))
 
 
 def test_content_features_use_the_newest_items_and_leave_empty_histories_at_zero():

@@ -59,15 +59,19 @@ def tiny_index(folder: Path, backbone: str) -> Path:
 
 
 def save_beaker_reranker(folder: Path) -> None:
-    """Signals where everyone who took the beaker (i3) also took pipette tips (i7), weighted heavily."""
+    """Signals where everyone who took the beaker (i3) also took pipette tips (i7), weighted heavily;
+    for free text alone, the words' overlap with an item's text, weighted heavily too."""
     import pandas as pd
 
     from coldrec.rank.fusion import FusionWeights, save_reranker
+    from coldrec.rank.lexical import LexicalVectors
     from coldrec.rank.signals import BehaviourSignals
 
     train = pd.DataFrame([{"user_id": f"u{n}", "history": ["i3", f"i{n % 3}"], "target": "i7"} for n in range(6)])
     signals = BehaviourSignals.fit(train, [f"i{n}" for n in range(len(TITLES))])
-    save_reranker(folder, signals, FusionWeights(behaviour=5.0), {"on": "test"})
+    vocabulary = LexicalVectors.fit([f"{t}. Industrial" for t in TITLES])
+    save_reranker(folder, signals, FusionWeights(behaviour=5.0), {"on": "test"}, vocabulary,
+                  text_weights=FusionWeights(query_words=5.0), text_report={"on": "test"})
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +124,15 @@ def test_learned_reranker_lifts_what_others_took_with_a_clicked_item(client):
     assert reply.status_code == 200, reply.text
     top = reply.json()["items"][0]
     assert top["item_id"] == "i7" and top["reason"] == "often chosen with 'Glass beaker'"
+
+
+def test_free_text_alone_is_reranked_with_the_weights_learned_for_it(client):
+    # The text weights add 5 x the words' overlap with each item's text to its content cosine (at
+    # most 1): the item the text names wins, whatever the untrained tiny model's cosines are.
+    reply = client.post("/recommend", json={"text": "a multimeter for the lab", "k": 12})
+    assert reply.status_code == 200, reply.text
+    top = reply.json()["items"][0]
+    assert top["item_id"] == "i8" and top["score"] > 1.0 and top["reason"] == "matches 'multimeter'"
 
 
 def test_recommend_concurrent_requests_batch(client):

@@ -3,7 +3,9 @@ lambda, the history decay and the fusion weights are chosen on the validation sp
 behaviour signals (and, with ``eval.fused_sequential``, SASRec, whose epochs validation also
 chooses) fit on the training split; then the signals are refit on every split's examples (train,
 valid and test), so the served signals know every interaction, the newest included, as
-``eval.refit_with_valid`` does for the test figure.
+``eval.refit_with_valid`` does for the test figure. The weights for requests that are free text
+alone are learned likewise, on the validation examples described in words
+(:mod:`coldrec.rank.free_text`).
 
     coldrec rerank --config configs/amazon-scientific.yaml        # after `coldrec index`
 
@@ -22,7 +24,8 @@ import pandas as pd
 from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples
 from coldrec.index.item_index import ItemIndex, resolve_index_dir
-from coldrec.rank.fusion import fit_fusion, save_reranker
+from coldrec.rank.free_text import fit_text_fusion
+from coldrec.rank.fusion import FusionWeights, fit_fusion, save_reranker
 from coldrec.rank.lexical import LexicalVectors
 from coldrec.rank.signals import EASE_MAX_ITEMS, BehaviourSignals
 
@@ -61,10 +64,13 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
         from coldrec.rank.sequential import SequentialSignal  # imports torch
 
         sequential = SequentialSignal.fit(train, item_ids, cfg.eval.sequential, valid)
+    lexical_rows = None if lexical is None else lexical.transform(texts)
     weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid, cfg.eval.itemknn_decays,
                                  batch_size=cfg.eval.batch_size, max_users=cfg.eval.tune_max_users,
-                                 seed=cfg.eval.seed, lexical_rows=None if lexical is None else lexical.transform(texts),
+                                 seed=cfg.eval.seed, lexical_rows=lexical_rows,
                                  sequential=sequential, softmax_start=cfg.eval.fused_softmax_start)
+    text_weights, text_report = _fit_text_weights(cfg, signals, encoder, vectors, item_ids, valid, lexical,
+                                                  lexical_rows)
     known = pd.concat([train, valid, load_examples(pdir, "test")], ignore_index=True)  # every interaction, once chosen
     signals = BehaviourSignals.fit(known, item_ids, decay=signals.decay, ease_lambda=lam)
     if sequential is not None:
@@ -73,6 +79,29 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
             update={"epochs": sequential.report["best_epoch"]})) if weights.uses_sequential else None)
     report = {**report, "ease_lambda": lam, "model_version": index.meta.get("model_version"),
               "tune_examples": len(train), "signal_examples": len(known)}
-    out = save_reranker(index_dir / RERANK_DIR, signals, weights, report, lexical, sequential)
-    log.info("reranker for %s: %s (%s)", index_dir, weights.model_dump(), report)
+    out = save_reranker(index_dir / RERANK_DIR, signals, weights, report, lexical, sequential, text_weights,
+                        text_report)
+    log.info("reranker for %s: %s (%s); free text alone: %s (%s)", index_dir, weights.model_dump(), report,
+             None if text_weights is None else text_weights.model_dump(), text_report)
     return out
+
+
+def _fit_text_weights(cfg: PipelineConfig, signals: BehaviourSignals, encoder, vectors: np.ndarray,
+                      item_ids: list[str], valid: pd.DataFrame, lexical: LexicalVectors | None,
+                      lexical_rows) -> tuple[FusionWeights | None, dict | None]:
+    """The weights for free text alone (:mod:`coldrec.rank.free_text`), learned on the validation
+    examples described in words as the cold-user protocol describes them, or (None, None) when
+    ``eval.fused_free_text`` is off or no example can be described."""
+    if not cfg.eval.fused_free_text or valid.empty or not item_ids:
+        return None, None
+    from coldrec.data.processed import load_items, load_stats
+    from coldrec.eval.cold_users import free_text_examples
+
+    pdir = cfg.data.processed_dir
+    scene = cfg.data.scene_name if load_stats(pdir).get("scene_prefix") else None  # profiles as preprocess made them
+    queries = free_text_examples(valid, load_items(pdir), cfg.data.profile_items, scene)
+    if queries.empty:
+        return None, None
+    return fit_text_fusion(signals, encoder, vectors, item_ids, queries, lexical, lexical_rows,
+                           batch_size=cfg.eval.batch_size, max_users=cfg.eval.tune_max_users, seed=cfg.eval.seed,
+                           softmax_start=cfg.eval.fused_softmax_start)

@@ -72,7 +72,7 @@ class Recommendation:
     exclude: list[str]
     scene: str | None
     category: str | None
-    context: dict[str, Any]  # the reranker's: {"history": [...], "words": [...]}
+    context: dict[str, Any]  # the reranker's: {"history": [...], "words": [...], "text": ...}
 
 
 def compact_if_due(store: Store, writes: int, every: int) -> int | None:
@@ -181,6 +181,7 @@ class Ingress:
             "history": [{"item_id": i, "title": known[i]["title"], "text": known[i].get("text", ""),
                          "vector": known[i]["vector"]} for i in profile_ids],
             "words": informative_words(request.text),
+            "text": request.text,  # free text alone is reranked with its own weights (coldrec.rank.free_text)
         }
         job = Recommendation(profile, request.k, max(self.candidates, request.k), exclude, request.scene,
                              request.category, context)  # fmt: skip

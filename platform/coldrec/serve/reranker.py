@@ -3,7 +3,8 @@
 ``rerank(candidates, k, exclude, context) -> items``, where a candidate is
 {item_id, title, text, score, vector} (score: the profile model's cosine) and a returned item is
 {item_id, title, score, reason}. ``context`` = {"history": [{item_id, title, text, vector}] newest first,
-"words": [query words]} is what behaviour scores and reasons are made from.
+"words": [query words], "text": the request's free text or None} is what behaviour scores and
+reasons are made from.
 
 relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
 + w_q * SASRec's next-item probability (:mod:`coldrec.rank.sequential`, when fitted) + w_u * unseen
@@ -11,8 +12,11 @@ relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions 
 texts, :mod:`coldrec.rank.lexical`: a new item has them from its text alone) + w_p * popularity +
 w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals, vocabulary and weights
 that ``coldrec rerank`` learned on the validation split for this index version
-(``<index version>/rerank/``); without them, relevance is the content score, as it is for a
-request with no history (free text alone). Then MMR trades relevance for diversity. Items added
+(``<index version>/rerank/``); without them, relevance is the content score. A request with no
+history (free text alone) has weights of its own, learned on free-text queries
+(:mod:`coldrec.rank.free_text`): content + w_w * the text's word overlap with the item + w_p *
+popularity + w_f * freshness; a reranker fitted before those existed ranks it by content alone.
+Then MMR trades relevance for diversity. Items added
 through the API since the fit are unknown to the signals: no behaviour, no popularity,
 freshness 1 (brand new).
 
@@ -32,6 +36,7 @@ from ray import serve
 from coldrec.rank.fusion import (
     CONTENT_FEATURES, HISTORY_MAX_ITEMS, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
 )  # fmt: skip
+from coldrec.rank.free_text import text_features
 from coldrec.rank.lexical import LexicalVectors, RowCache, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
@@ -147,6 +152,25 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
     return sources
 
 
+def fuse_text(candidates: list[dict[str, Any]], text: str, signals: BehaviourSignals, weights: FusionWeights,
+              vocabulary: LexicalVectors | None = None, rows: LexicalVectors | RowCache | None = None,
+              ) -> list[dict[str, Any]]:  # fmt: skip
+    """Candidates of a request that is free text alone, with ``score`` = content + the weights for
+    free text (:func:`coldrec.rank.free_text.text_features`) and ``content_score`` = the retrieval
+    score. ``vocabulary`` gives the text's TF-IDF row, ``rows`` the candidates' (it may cache them)."""
+    if not candidates:
+        return []
+    cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
+    query_rows = candidate_rows = None
+    if vocabulary is not None and rows is not None and weights.query_words:
+        query_rows = vocabulary.transform([text])  # (1, vocabulary); a request's own text is not cached
+        candidate_rows = rows.transform([c.get("text") or c.get("title") or "" for c in candidates])
+    content = np.array([c["score"] for c in candidates], dtype=np.float32)
+    score = fused_scores(content[None], text_features(signals, cols, query_rows, candidate_rows), weights)[0]
+    return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": None}
+            for c, c_score, f_score in zip(candidates, content.tolist(), score.tolist())]
+
+
 def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
          weights: FusionWeights, lexical: LexicalVectors | RowCache | None = None,
          sequential: SequentialSignal | None = None) -> list[dict[str, Any]]:
@@ -182,11 +206,14 @@ class Reranker:
         self.signals: BehaviourSignals | None = None
         self.lexical: RowCache | None = None  # the catalog's candidates recur: their rows are kept
         self.sequential: SequentialSignal | None = None
+        self.vocabulary: LexicalVectors | None = None  # for a request's own text (not cached)
         self.weights = FusionWeights()
+        self.text_weights: FusionWeights | None = None  # for free text alone; None: content alone
         self.calls: Counter = Counter()  # calls per method (and lists reranked by rerank_many), for info()
         if reranker_dir:
             saved = load_reranker(reranker_dir)
             self.signals, self.weights, self.sequential = saved.signals, saved.weights, saved.sequential
+            self.text_weights, self.vocabulary = saved.text_weights, saved.lexical
             self.lexical = None if saved.lexical is None else RowCache(saved.lexical)
             if self.sequential is not None:
                 import torch
@@ -194,19 +221,27 @@ class Reranker:
                 torch.set_num_threads(1)  # one short sequence per request: more threads only wait
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config``: {diversity: 0..1 (MMR weight), weights: coldrec.rank.fusion.FusionWeights},
-        tunable live; configured weights replace the learned ones."""
+        """``user_config``: {diversity: 0..1 (MMR weight), weights and text_weights (for free text
+        alone): coldrec.rank.fusion.FusionWeights}, tunable live; configured weights replace the
+        learned ones. Checked whole before anything changes."""
         diversity = float(config.get("diversity", self.diversity))
         if not 0.0 <= diversity <= 1.0:
             raise ValueError(f"diversity must lie in [0, 1], got {diversity}")
+        weights, text_weights = (None if config.get(key) is None else self._checked(key, config[key])
+                                 for key in ("weights", "text_weights"))
         self.diversity = diversity
-        if config.get("weights") is not None:
-            weights = FusionWeights.model_validate(config["weights"])
-            if self.lexical is None and weights.uses_lexical:
-                raise ValueError("weights use word-overlap features, but this reranker has no lexical.npz")
-            if self.sequential is None and weights.uses_sequential:
-                raise ValueError("weights use the sasrec feature, but this reranker has no sasrec.pt")
+        if weights is not None:
             self.weights = weights
+        if text_weights is not None:
+            self.text_weights = text_weights
+
+    def _checked(self, key: str, value: dict[str, Any]) -> FusionWeights:
+        weights = FusionWeights.model_validate(value)
+        if self.lexical is None and weights.uses_lexical:
+            raise ValueError(f"{key} use word-overlap features, but this reranker has no lexical.npz")
+        if self.sequential is None and weights.uses_sequential:
+            raise ValueError(f"{key} use the sasrec feature, but this reranker has no sasrec.pt")
+        return weights
 
     def rerank(
         self,
@@ -247,13 +282,13 @@ class Reranker:
         seen = set(exclude or ())
         fresh = [c for c in candidates if c["item_id"] not in seen]
         history, words = (context or {}).get("history") or [], (context or {}).get("words") or []
+        text = (context or {}).get("text")
         if self.signals is not None and history:
-            # The weights were learned on validation users with a history; for free text alone only
-            # the item priors (popularity, freshness) would be left, at a scale learned beside history
-            # features, and they would bury the items the words describe (a new item under its own
-            # text included). So free text alone is ranked by its content score, as evaluated in the
-            # cold-user protocol's free-text bucket.
             fresh = fuse(fresh, history, self.signals, self.weights, self.lexical, self.sequential)
+        elif self.signals is not None and self.text_weights is not None and text:
+            # The history weights' item priors were learned beside history features and would bury
+            # the items the words describe; free text alone has weights learned on free-text queries.
+            fresh = fuse_text(fresh, text, self.signals, self.text_weights, self.vocabulary, self.lexical)
         return [
             {"item_id": c["item_id"], "title": c["title"], "score": c["score"],
              "reason": explain(c, history, words, c.get("behaviour_source"))}
