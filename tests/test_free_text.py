@@ -93,6 +93,12 @@ def test_served_free_text_scores_equal_the_evaluated_ones(tmp_path):
     expected = dict(zip(ids, fused_scores(np.array([content], np.float32), features, text_weights)[0]))
     assert {r["item_id"]: r["score"] for r in ranked} == pytest.approx(expected, abs=1e-6)
     assert ranked[0]["item_id"] == "pen-1" and ranked[0]["reason"] == "matches 'gel', 'pen'"
+    # Coalesced requests have their texts' rows made in one transform, with the same answers.
+    other = {"history": [], "words": ["stool"], "text": "a stool"}
+    params = [{"k": 4, "context": {"history": [], "words": ["gel", "pen", "office"], "text": text}},
+              {"k": 4, "context": other}, {"k": 4}]
+    assert reranker.rerank_many([cands, cands, cands], params) == [
+        ranked, reranker.rerank(cands, 4, [], other), reranker.rerank(cands, 4)]
     # The history weights are not used for free text alone, nor the text weights with a history.
     history = [{"item_id": "pen-0", "title": "Pen", "text": "ballpoint pen. pen", "vector": unit}]
     with_history = reranker.rerank(cands, 4, [], {"history": history, "words": [], "text": None})
