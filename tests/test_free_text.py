@@ -89,7 +89,8 @@ def test_served_free_text_scores_equal_the_evaluated_ones(tmp_path):
     text = "a gel pen for the office"
     ranked = reranker.rerank(cands, 4, [], {"history": [], "words": ["gel", "pen", "office"], "text": text})
     vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
-    features = text_features(signals, signals.columns(ids), vocabulary.transform([text]), vocabulary.transform(texts))
+    features = text_features(signals, signals.columns(ids),
+                             query_words(vocabulary.transform([text]), vocabulary.transform(texts)))
     expected = dict(zip(ids, fused_scores(np.array([content], np.float32), features, text_weights)[0]))
     assert {r["item_id"]: r["score"] for r in ranked} == pytest.approx(expected, abs=1e-6)
     assert ranked[0]["item_id"] == "pen-1" and ranked[0]["reason"] == "matches 'gel', 'pen'"

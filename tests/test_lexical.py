@@ -134,6 +134,9 @@ def test_row_cache_gives_the_rows_of_transform_and_follows_edited_texts():
         cached = cache.transform(texts)
         assert cached.shape == (len(texts), lexical.vocabulary_size)
         assert np.allclose(cached.toarray(), lexical.transform(texts).toarray())
+        for query in ("red PLA filament", "nothing known"):  # the dot products the Reranker takes
+            row = lexical.transform([query])
+            assert np.allclose(cache.dots(row, texts), (row @ lexical.transform(texts).T).toarray()[0], atol=1e-6)
     assert len(cache._rows) <= 4
 
 

@@ -156,7 +156,7 @@ class Methods:
         texts, which needs no interaction. A query that is free text alone (no history, a
         ``free_text``) is scored with weights of its own, learned on ``free_text_valid``
         (:mod:`coldrec.rank.free_text`), when given and ``eval.fused_free_text`` is on."""
-        from coldrec.rank.free_text import fit_text_fusion, text_features
+        from coldrec.rank.free_text import fit_text_fusion, query_words, text_features
         from coldrec.rank.fusion import (
             FusionWeights, catalog_lexical_features, content_features, fit_fusion, fused_scores, history_vectors,
             signal_features,
@@ -214,9 +214,9 @@ class Methods:
                 alone = np.array([not len(h) and isinstance(f, str) and bool(f)
                                   for h, f in zip(histories, batch["free_text"])], dtype=bool)
                 if alone.any():
-                    words = None if vocabulary is None else vocabulary.transform(batch["free_text"][alone].tolist())
-                    scores[alone] = fused_scores(content[alone], text_features(signals, cols, words, lexical),
-                                                 text_weights)
+                    words = (None if vocabulary is None else
+                             query_words(vocabulary.transform(batch["free_text"][alone].tolist()), lexical))
+                    scores[alone] = fused_scores(content[alone], text_features(signals, cols, words), text_weights)
             return scores
 
         return score

@@ -38,13 +38,12 @@ def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray
     return np.asarray((queries @ candidates.T).toarray(), dtype=np.float32)
 
 
-def text_features(signals: BehaviourSignals, cols: np.ndarray, query_rows: sp.csr_matrix | None = None,
-                  candidate_rows: sp.csr_matrix | None = None) -> dict[str, np.ndarray]:
-    """The features of free text alone for candidates ``cols`` (signal rows, -1 = unknown):
-    the item priors, and ``query_words`` when both TF-IDF row blocks are given."""
+def text_features(signals: BehaviourSignals, cols: np.ndarray, words: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The features of free text alone for candidates ``cols`` (signal rows, -1 = unknown): the item
+    priors, and ``query_words`` when ``words``, (queries, candidates) of :func:`query_words`, is given."""
     features = {"popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
-    if query_rows is not None and candidate_rows is not None:
-        features["query_words"] = query_words(query_rows, candidate_rows)
+    if words is not None:
+        features["query_words"] = words
     return features
 
 
@@ -62,8 +61,9 @@ def fit_text_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray
     """
     position = {item_id: i for i, item_id in enumerate(item_ids)}
     queries, content, targets = tuning_queries(encoder, item_vectors, position, queries, max_users, seed, batch_size)
-    rows = None if lexical is None or lexical_rows is None else lexical.transform(queries["free_text"].tolist())
-    features = text_features(signals, signals.columns(item_ids), rows, lexical_rows)
+    words = (None if lexical is None or lexical_rows is None
+             else query_words(lexical.transform(queries["free_text"].tolist()), lexical_rows))
+    features = text_features(signals, signals.columns(item_ids), words)
     weights, report = learn_weights(content, features, targets, grid, seed)
     if softmax_start:
         weights, report = search_from_softmax(content, features, targets, weights, report, grid, seed)

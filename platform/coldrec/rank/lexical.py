@@ -101,6 +101,28 @@ class RowCache:
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # clipped text -> (indices, data)
 
     def transform(self, texts: Sequence[str | None]) -> sp.csr_matrix:
+        parts = self._parts(texts)
+        indptr = np.concatenate([[0], np.cumsum([len(i) for i, _ in parts])])
+        indices = np.concatenate([i for i, _ in parts]) if parts else np.zeros(0, np.int32)
+        data = np.concatenate([d for _, d in parts]) if parts else np.zeros(0, np.float32)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(parts), self.lexical.vocabulary_size))
+
+    def dots(self, query: sp.csr_matrix, texts: Sequence[str | None]) -> np.ndarray:
+        """(len(texts),) the dot product of ``query``, one (1, vocabulary) row, with each text's row:
+        ``(query @ transform(texts).T)[0]`` without building either sparse product, which costs a
+        Serve request with 100 candidates most of its reranking time."""
+        parts = self._parts(texts)
+        if not parts or query.nnz == 0:
+            return np.zeros(len(parts), dtype=np.float32)
+        dense = np.zeros(self.lexical.vocabulary_size, dtype=np.float32)  # the query, spread out
+        dense[query.indices] = query.data
+        indices, data = np.concatenate([i for i, _ in parts]), np.concatenate([d for _, d in parts])
+        ends = np.cumsum([len(i) for i, _ in parts])  # each text's products end here
+        totals = np.concatenate([[0.0], np.cumsum(dense[indices] * data, dtype=np.float64)])
+        return (totals[ends] - totals[np.concatenate([[0], ends[:-1]])]).astype(np.float32)
+
+    def _parts(self, texts: Sequence[str | None]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each text's (indices, data), tokenising only the texts not seen before."""
         clipped = _clip(texts)
         missing = [t for t in dict.fromkeys(clipped) if t not in self._rows]
         if missing:
@@ -110,11 +132,7 @@ class RowCache:
             for j, text in enumerate(missing):
                 lo, hi = rows.indptr[j], rows.indptr[j + 1]
                 self._rows[text] = (rows.indices[lo:hi].copy(), rows.data[lo:hi].copy())
-        parts = [self._rows[t] for t in clipped]
-        indptr = np.concatenate([[0], np.cumsum([len(i) for i, _ in parts])])
-        indices = np.concatenate([i for i, _ in parts]) if parts else np.zeros(0, np.int32)
-        data = np.concatenate([d for _, d in parts]) if parts else np.zeros(0, np.float32)
-        return sp.csr_matrix((data, indices, indptr), shape=(len(clipped), self.lexical.vocabulary_size))
+        return [self._rows[t] for t in clipped]
 
 
 def lexical_features(histories: Sequence[sp.csr_matrix], candidates: sp.csr_matrix, decay: float,

@@ -154,19 +154,20 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
 
 
 def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None, signals: BehaviourSignals,
-              weights: FusionWeights, rows: LexicalVectors | RowCache | None = None) -> list[dict[str, Any]]:
+              weights: FusionWeights, rows: RowCache | None = None) -> list[dict[str, Any]]:
     """Candidates of a request that is free text alone, with ``score`` = content + the weights for
     free text (:func:`coldrec.rank.free_text.text_features`) and ``content_score`` = the retrieval
     score. ``query_row``: (1, vocabulary) the text's TF-IDF row (None: no word overlap); ``rows``
-    gives the candidates' rows (it may cache them)."""
+    has the candidates' rows (:func:`coldrec.rank.free_text.query_words` of the two, computed as
+    :meth:`coldrec.rank.lexical.RowCache.dots`)."""
     if not candidates:
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
-    candidate_rows = None
+    words = None
     if query_row is not None and rows is not None:
-        candidate_rows = rows.transform([c.get("text") or c.get("title") or "" for c in candidates])
+        words = rows.dots(query_row, [c.get("text") or c.get("title") or "" for c in candidates])[None]
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
-    score = fused_scores(content[None], text_features(signals, cols, query_row, candidate_rows), weights)[0]
+    score = fused_scores(content[None], text_features(signals, cols, words), weights)[0]
     return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": None}
             for c, c_score, f_score in zip(candidates, content.tolist(), score.tolist())]
 
