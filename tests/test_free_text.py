@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from coldrec.eval.cold_users import free_text_examples
-from coldrec.rank.free_text import fit_text_fusion, query_words, text_features
+from coldrec.rank.free_text import TEXT_FEATURES, fit_text_fusion, query_words, text_features
 from coldrec.rank.fusion import FusionWeights, fused_scores, save_reranker
 from coldrec.rank.lexical import LexicalVectors
 from coldrec.rank.signals import BehaviourSignals
@@ -64,8 +64,7 @@ def test_fit_learns_word_overlap_when_the_words_name_the_target():
     signals = BehaviourSignals.fit(examples(), ITEM_IDS)
     weights, report = fit_text_fusion(signals, WordEncoder(), vectors, ITEM_IDS, queries, vocabulary, rows)
     assert weights.query_words > 0 and report["ndcg@10"] > report["content_only_ndcg@10"]
-    assert weights == FusionWeights(query_words=weights.query_words, popularity=weights.popularity,
-                                    freshness=weights.freshness)  # nothing a history would give
+    assert weights == FusionWeights(**{n: getattr(weights, n) for n in TEXT_FEATURES})  # nothing a history gives
     words = query_words(vocabulary.transform(["a gel pen"]), rows)
     assert words.shape == (1, len(ITEM_IDS)) and np.argmax(words[0]) == ITEM_IDS.index("pen-1")
 

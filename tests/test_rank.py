@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from coldrec.eval.baselines import ItemKNN, user_item_matrix
+from coldrec.rank.free_text import TEXT_FEATURES
 from coldrec.rank.fusion import FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker, signal_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.reranker import Reranker, explain, fuse
@@ -301,7 +302,7 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
     saved = json.loads((out / "weights.json").read_text())
     assert saved["text_weights"] == text_weights.model_dump() and saved["text_report"]["queries"] > 0
     # Only what free text alone has can carry weight: the words' overlap and the item priors.
-    assert not any(v for k, v in saved["text_weights"].items() if k not in ("query_words", "popularity", "freshness"))
+    assert not any(v for k, v in saved["text_weights"].items() if k not in TEXT_FEATURES)
 
 
 def test_content_features_use_the_newest_items_and_leave_empty_histories_at_zero():

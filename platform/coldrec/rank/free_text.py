@@ -16,7 +16,8 @@ words of the history's items, never of the target). Its features, each (queries,
 - ``popularity`` and ``freshness``: the priors of :class:`coldrec.rank.signals.BehaviourSignals`.
 
 Evaluation (the ``fused`` method on the cold-user protocol's free-text bucket) and the Serve
-Reranker compute them with :func:`text_features`, so what is measured is what is served.
+Reranker compute them with :func:`text_features` (the word overlap as :func:`query_words`, in the
+Reranker as the same products over its cached rows), so what is measured is what is served.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import scipy.sparse as sp
 from coldrec.rank.fusion import FusionGrid, FusionWeights, learn_weights, search_from_softmax, tuning_queries
 from coldrec.rank.signals import BehaviourSignals
 
-TEXT_FEATURES = ("query_words", "popularity", "freshness")
+TEXT_FEATURES = ("query_words", "popularity", "freshness")  # all that free text alone can weigh
 
 
 def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
