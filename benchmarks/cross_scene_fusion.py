@@ -115,7 +115,7 @@ def main() -> None:
                 best = (report["ndcg@10"], decay, weights)
         _, decay, weights = best
         scores = fused_scores(t_content, target.features(t_histories, decay, words), weights)
-        used = {k: v for k, v in weights.model_dump().items() if v}
+        used = weights.nonzero
         variant = "fused, text only, with word overlap" if words else "fused, text only"
         variant += ", two-start search" if two_starts else ""
         results[variant] = (metrics(scores, t_targets, seed), {"decay": decay, **used})

@@ -193,7 +193,7 @@ class Methods:
                 signals, encoder, vectors, item_ids, free_text_valid, vocabulary, lexical,
                 batch_size=self.cfg.batch_size, max_users=self.cfg.tune_max_users, seed=self.cfg.seed,
                 softmax_start=self.cfg.fused_softmax_start)
-            self.chosen["fused"]["free_text"] = {"chosen": _nonzero(text_weights), **text_chosen}
+            self.chosen["fused"]["free_text"] = {"chosen": text_weights.nonzero, **text_chosen}
         if tune_train is not None:
             signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay, ease_lambda=lam)
             if sequential is not None and weights.uses_sequential:  # as long as validation chose
@@ -220,10 +220,6 @@ class Methods:
             return scores
 
         return score
-
-
-def _nonzero(weights) -> dict[str, float]:
-    return {name: value for name, value in weights.model_dump().items() if value}
 
 
 def _fingerprint(df: pd.DataFrame | None) -> tuple | None:

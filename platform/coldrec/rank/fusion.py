@@ -43,7 +43,8 @@ WEIGHTS_FILE = "weights.json"
 SEQUENTIAL_FILE = "sasrec.pt"  # coldrec.rank.sequential's; named here so loading without it needs no torch
 CONTENT_FEATURES = ("newest", "history_mean", "history_max")  # cosines with the history's item vectors
 # (queries, items); query_words only for free text alone (coldrec.rank.free_text)
-PAIR_FEATURES = ("behaviour", "ease", "sequence", "sasrec", "unseen", *CONTENT_FEATURES, *LEXICAL_FEATURES, "query_words")
+PAIR_FEATURES = ("behaviour", "ease", "sequence", "sasrec", "unseen", *CONTENT_FEATURES, *LEXICAL_FEATURES,
+                 "query_words")
 HISTORY_MAX_ITEMS = 5  # history_max looks at this many of the newest history items
 ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class FusionWeights(BaseModel):
     def uses_lexical(self) -> bool:
         """Whether any word-overlap feature has weight (then the TF-IDF vocabulary is needed)."""
         return any(getattr(self, name) for name in (*LEXICAL_FEATURES, "query_words"))
+
+    @property
+    def nonzero(self) -> dict[str, float]:
+        """The weights that count, by name."""
+        return {name: value for name, value in self.model_dump().items() if value}
 
     @property
     def uses_sequential(self) -> bool:

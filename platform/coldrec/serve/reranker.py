@@ -207,14 +207,13 @@ class Reranker:
         self.signals: BehaviourSignals | None = None
         self.lexical: RowCache | None = None  # the catalog's candidates recur: their rows are kept
         self.sequential: SequentialSignal | None = None
-        self.vocabulary: LexicalVectors | None = None  # for the requests' own texts (not cached)
         self.weights = FusionWeights()
         self.text_weights: FusionWeights | None = None  # for free text alone; None: content alone
         self.calls: Counter = Counter()  # calls per method (and lists reranked by rerank_many), for info()
         if reranker_dir:
             saved = load_reranker(reranker_dir)
             self.signals, self.weights, self.sequential = saved.signals, saved.weights, saved.sequential
-            self.text_weights, self.vocabulary = saved.text_weights, saved.lexical
+            self.text_weights = saved.text_weights
             self.lexical = None if saved.lexical is None else RowCache(saved.lexical)
             if self.sequential is not None:
                 import torch
@@ -291,9 +290,9 @@ class Reranker:
         None; one transform for all of them (per text, a tenth of the CPU of one transform each)."""
         texts = [self._text_alone(c) for c in contexts]
         wanted = [t for t in texts if t is not None]
-        if not wanted or self.vocabulary is None or not self.text_weights.query_words:
+        if not wanted or self.lexical is None or not self.text_weights.query_words:
             return [None] * len(contexts)
-        rows = iter(self.vocabulary.transform(wanted))  # each a (1, vocabulary) row
+        rows = iter(self.lexical.lexical.transform(wanted))  # (1, vocabulary) each; not kept in the cache
         return [None if t is None else next(rows) for t in texts]
 
     def _rerank(self, candidates: list[dict[str, Any]], k: int, exclude: list[str] | None = None,
