@@ -155,7 +155,7 @@ def test_cold_user_protocol_buckets_and_descriptions(timed):
 
 
 def test_fused_scores_free_text_alone_with_weights_learned_on_described_validation(timed, tiny_backbone):
-    from coldrec.rank.free_text import query_words, text_features
+    from coldrec.rank.free_text import pseudo_history, query_words, text_features
     from coldrec.rank.fusion import FusionWeights, fused_scores
     from coldrec.rank.lexical import LexicalVectors
     from coldrec.rank.signals import BehaviourSignals
@@ -172,9 +172,12 @@ def test_fused_scores_free_text_alone_with_weights_learned_on_described_validati
     item_ids, texts = data.items["item_id"].tolist(), data.items["text"].tolist()
     content = methods.encoder("untrained").encode_users(zero["profile_text"].tolist()) @ \
         methods.item_vectors("untrained", data.items).T
-    vocabulary, signals = LexicalVectors.fit(texts), BehaviourSignals.fit(data.train, item_ids)
-    features = text_features(signals, signals.columns(item_ids),
-                             query_words(vocabulary.transform(zero["free_text"].tolist()), vocabulary.transform(texts)))
+    vocabulary = LexicalVectors.fit(texts)
+    signals = BehaviourSignals.fit(data.train, item_ids, ease_lambda=methods.chosen["fused"]["ease_lambda"])
+    cols = signals.columns(item_ids)
+    words = query_words(vocabulary.transform(zero["free_text"].tolist()), vocabulary.transform(texts))
+    features = text_features(signals, cols, words, pseudo_history(signals, cols, content, words))
+    assert text_weights.behaviour or text_weights.ease  # the feedback is learned here, and applied
     assert np.allclose(score(zero), fused_scores(content, features, text_weights), atol=1e-5)
     # Off: the free-text bucket gets the weights learned with histories, as before.
     off = Methods(cfg.eval.model_copy(update={"fused_free_text": False}), cfg.model)

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from coldrec.eval.cold_users import free_text_examples
-from coldrec.rank.free_text import TEXT_FEATURES, fit_text_fusion, query_words, text_features
+from coldrec.rank.free_text import (
+    TEXT_FEATURES, feedback_items, fit_text_fusion, pseudo_history, query_words, text_features,
+)  # fmt: skip
 from coldrec.rank.fusion import FusionWeights, fused_scores, save_reranker
 from coldrec.rank.lexical import LexicalVectors
 from coldrec.rank.signals import BehaviourSignals
@@ -69,6 +71,36 @@ def test_fit_learns_word_overlap_when_the_words_name_the_target():
     assert words.shape == (1, len(ITEM_IDS)) and np.argmax(words[0]) == ITEM_IDS.index("pen-1")
 
 
+def test_feedback_items_weigh_the_best_matches_by_a_softmax():
+    first = np.array([[0.9, 0.1, 0.8, 0.2], [0.0, 0.5, 0.0, 0.6]], np.float32)
+    cols = np.array([3, 0, -1, 1])  # the third candidate is unknown to the signals
+    weighted = feedback_items(first, cols, n_items=5, items=2, temperature=0.1).toarray()
+    e = np.exp(-1.0)  # the second best, 0.1 below the best, at temperature 0.1
+    assert weighted[0] == pytest.approx([0, 0, 0, 1 / (1 + e), 0])  # the unknown one's share is dropped
+    assert weighted[1] == pytest.approx([e / (1 + e), 1 / (1 + e), 0, 0, 0])
+    assert feedback_items(first[:, :0], cols[:0], n_items=5).nnz == 0  # no candidates: no feedback
+
+
+def test_fit_learns_the_feedback_when_the_target_goes_with_the_best_match():
+    # Each query names one item's own word, and the target is another item of that topic: people who
+    # chose the named item chose it too (examples() stay in one topic). Content is noise.
+    vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
+    rows = vocabulary.transform(ITEMS["text"].tolist())
+    queries = pd.DataFrame([{"free_text": f"Looking for: {ITEMS['title'][i].split()[0]}", "profile_text": "q",
+                             "target": ITEM_IDS[i - i % 4 + (i + 1) % 4]} for i in range(len(ITEM_IDS)) for _ in range(3)])
+    vectors = WordEncoder().encode_users(ITEM_IDS)
+    signals = BehaviourSignals.fit(examples(), ITEM_IDS)
+    weights, report = fit_text_fusion(signals, WordEncoder(), vectors, ITEM_IDS, queries, vocabulary, rows)
+    assert weights.behaviour > 0 and report["ndcg@10"] > report["content_only_ndcg@10"]
+    assert report["feedback"] == {"items": 10, "temperature": 0.1, "words": 1.0}
+    content = np.zeros((1, len(ITEM_IDS)), np.float32)
+    words = query_words(vocabulary.transform(["Looking for: gel"]), rows)
+    cols = signals.columns(ITEM_IDS)
+    behaviour = text_features(signals, cols, words, pseudo_history(signals, cols, content, words))["behaviour"][0]
+    pens = [ITEM_IDS.index(f"pen-{i}") for i in (0, 2, 3)]  # pen-1 is the gel pen: the best match itself
+    assert set(np.argsort(-behaviour)[:3]) == set(pens)
+
+
 def reranker_with_text_weights(tmp_path, text_weights: FusionWeights) -> tuple[Reranker, BehaviourSignals]:
     signals = BehaviourSignals.fit(examples(), ITEM_IDS)
     vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
@@ -78,18 +110,21 @@ def reranker_with_text_weights(tmp_path, text_weights: FusionWeights) -> tuple[R
 
 
 def test_served_free_text_scores_equal_the_evaluated_ones(tmp_path):
-    text_weights = FusionWeights(query_words=2.0, popularity=0.5, freshness=0.3)
+    text_weights = FusionWeights(query_words=2.0, behaviour=1.0, popularity=0.5, freshness=0.3)
     reranker, signals = reranker_with_text_weights(tmp_path, text_weights)
     unit = np.ones(4, np.float32) / 2
-    ids = ["pen-1", "paper-0", "chair-3", "brand-new"]
+    ids = ["pen-1", "paper-0", "pen-2", "brand-new"]
     texts = [*ITEMS.set_index("item_id").loc[ids[:3], "text"], "gel ink refill"]
     content = [0.4, 0.6, 0.5, 0.3]
     cands = [{"item_id": i, "title": i, "text": t, "score": s, "vector": unit} for i, t, s in zip(ids, texts, content)]
     text = "a gel pen for the office"
     ranked = reranker.rerank(cands, 4, [], {"history": [], "words": ["gel", "pen", "office"], "text": text})
     vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
-    features = text_features(signals, signals.columns(ids),
-                             query_words(vocabulary.transform([text]), vocabulary.transform(texts)))
+    words = query_words(vocabulary.transform([text]), vocabulary.transform(texts))
+    cols = signals.columns(ids)
+    feedback = pseudo_history(signals, cols, np.array([content], np.float32), words)
+    features = text_features(signals, cols, words, feedback)
+    assert features["behaviour"][0][2] > 0  # the fountain pen goes with the gel pen, the best match
     expected = dict(zip(ids, fused_scores(np.array([content], np.float32), features, text_weights)[0]))
     assert {r["item_id"]: r["score"] for r in ranked} == pytest.approx(expected, abs=1e-6)
     assert ranked[0]["item_id"] == "pen-1" and ranked[0]["reason"] == "matches 'gel', 'pen'"
@@ -103,6 +138,17 @@ def test_served_free_text_scores_equal_the_evaluated_ones(tmp_path):
     history = [{"item_id": "pen-0", "title": "Pen", "text": "ballpoint pen. pen", "vector": unit}]
     with_history = reranker.rerank(cands, 4, [], {"history": history, "words": [], "text": None})
     assert {r["item_id"]: r["score"] for r in with_history}["brand-new"] == pytest.approx(0.3)
+
+
+def test_an_item_the_feedback_carried_says_which_match_it_goes_with(tmp_path):
+    reranker, _ = reranker_with_text_weights(tmp_path, FusionWeights(query_words=1.0, behaviour=4.0))
+    unit = np.ones(4, np.float32) / 2
+    cands = [{"item_id": i, "title": t, "text": f"{t}. pen", "score": 0.3, "vector": unit}
+             for i, t in (("pen-1", "gel pen"), ("pen-2", "fountain pen"), ("chair-0", "mesh chair"))]
+    ranked = reranker.rerank(cands, 3, [], {"history": [], "words": ["gel"], "text": "gel"})
+    reasons = {r["item_id"]: r["reason"] for r in ranked}
+    assert reasons == {"pen-1": "matches 'gel'", "pen-2": "often chosen with 'gel pen'",
+                       "chair-0": "close to your description"}
 
 
 def test_text_weights_are_live_tunable_and_checked_whole(tmp_path):

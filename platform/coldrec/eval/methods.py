@@ -156,7 +156,9 @@ class Methods:
         texts, which needs no interaction. A query that is free text alone (no history, a
         ``free_text``) is scored with weights of its own, learned on ``free_text_valid``
         (:mod:`coldrec.rank.free_text`), when given and ``eval.fused_free_text`` is on."""
-        from coldrec.rank.free_text import fit_text_fusion, query_words, text_features
+        from coldrec.rank.free_text import (
+            fit_text_fusion, pseudo_history, query_words, text_features, uses_feedback,
+        )  # fmt: skip
         from coldrec.rank.fusion import (
             FusionWeights, catalog_lexical_features, content_features, fit_fusion, fused_scores, history_vectors,
             signal_features,
@@ -216,7 +218,10 @@ class Methods:
                 if alone.any():
                     words = (None if vocabulary is None else
                              query_words(vocabulary.transform(batch["free_text"][alone].tolist()), lexical))
-                    scores[alone] = fused_scores(content[alone], text_features(signals, cols, words), text_weights)
+                    feedback = (pseudo_history(signals, cols, content[alone], words)
+                                if uses_feedback(text_weights) else None)
+                    features = text_features(signals, cols, words, feedback)
+                    scores[alone] = fused_scores(content[alone], features, text_weights)
             return scores
 
         return score

@@ -13,11 +13,18 @@ words of the history's items, never of the target). Its features, each (queries,
 - ``query_words``: the cosine of the query text's and the item text's TF-IDF rows
   (:class:`coldrec.rank.lexical.LexicalVectors`): a brand, a model number or a rare word spelled
   out in both, which the profile model blurs;
+- ``behaviour`` and ``ease``: pseudo-relevance feedback. The query's best ``FEEDBACK_ITEMS`` matches by
+  ``content + FEEDBACK_WORDS * query_words`` stand in for the history it does not have, weighted by a
+  softmax of that score at ``FEEDBACK_TEMPERATURE``; these are the item-kNN and EASE scores of that
+  weighted pseudo-history (:meth:`coldrec.rank.signals.BehaviourSignals.of_items`): what people chose
+  together with the items that fit the words (BENCHMARKS.md, ``quality-free-text-feedback-cpu``);
 - ``popularity`` and ``freshness``: the priors of :class:`coldrec.rank.signals.BehaviourSignals`.
 
 Evaluation (the ``fused`` method on the cold-user protocol's free-text bucket) and the Serve
 Reranker compute them with :func:`text_features` (the word overlap as :func:`query_words`, in the
-Reranker as the same products over its cached rows), so what is measured is what is served.
+Reranker as the same products over its cached rows), so what is measured is what is served. One
+difference is the candidates: evaluation ranks the whole catalog and takes the feedback items from
+it; the Reranker reorders the Retriever's candidates and takes them from those.
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ import scipy.sparse as sp
 from coldrec.rank.fusion import FusionGrid, FusionWeights, learn_weights, search_from_softmax, tuning_queries
 from coldrec.rank.signals import BehaviourSignals
 
-TEXT_FEATURES = ("query_words", "popularity", "freshness")  # all that free text alone can weigh
+TEXT_FEATURES = ("query_words", "behaviour", "ease", "popularity", "freshness")  # all free text alone can weigh
+FEEDBACK_ITEMS = 10  # the best matches whose behaviour neighbours a free-text query gets
+FEEDBACK_TEMPERATURE = 0.1  # of the softmax that weighs them by their first-stage score
+FEEDBACK_WORDS = 1.0  # query_words' weight in that first-stage score (content's is 1)
 
 
 def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
@@ -39,12 +49,49 @@ def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray
     return np.asarray((queries @ candidates.T).toarray(), dtype=np.float32)
 
 
-def text_features(signals: BehaviourSignals, cols: np.ndarray, words: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def feedback_items(first: np.ndarray, cols: np.ndarray, n_items: int, items: int = FEEDBACK_ITEMS,
+                   temperature: float = FEEDBACK_TEMPERATURE) -> sp.csr_matrix:
+    """(queries, n_items) pseudo-history: each query's ``items`` best candidates by ``first``
+    (queries, candidates), weighted by the softmax of their scores over ``temperature``, at their signal
+    rows ``cols`` (candidates,). A candidate the signals do not know (-1) keeps its share of the weight
+    and adds nothing: a brand-new item has no behaviour neighbours."""
+    m = min(items, first.shape[1])
+    if m == 0:
+        return sp.csr_matrix((first.shape[0], n_items), dtype=np.float32)
+    top = np.argpartition(-first, m - 1, axis=1)[:, :m]  # (queries, m) the best m, in no order
+    best = np.take_along_axis(first, top, axis=1)
+    weights = np.exp((best - best.max(axis=1, keepdims=True)) / temperature)
+    weights /= weights.sum(axis=1, keepdims=True)
+    rows = np.repeat(np.arange(first.shape[0]), m)
+    at = np.asarray(cols)[top].ravel()
+    known = at >= 0
+    return sp.csr_matrix((weights.ravel()[known].astype(np.float32), (rows[known], at[known])),
+                         shape=(first.shape[0], n_items))
+
+
+def uses_feedback(weights: FusionWeights) -> bool:
+    """Whether free-text ``weights`` give the feedback's features weight (then :func:`pseudo_history` is needed)."""
+    return bool(weights.behaviour or weights.ease)
+
+
+def pseudo_history(signals: BehaviourSignals, cols: np.ndarray, content: np.ndarray,
+                   words: np.ndarray | None = None) -> sp.csr_matrix:
+    """:func:`feedback_items` of ``content`` (queries, candidates) cosines, plus ``FEEDBACK_WORDS`` x
+    ``words`` when given, over candidates ``cols``: the (queries, signal items) stand-in history."""
+    first = content if words is None else content + FEEDBACK_WORDS * words
+    return feedback_items(first, cols, len(signals.item_ids))
+
+
+def text_features(signals: BehaviourSignals, cols: np.ndarray, words: np.ndarray | None = None,
+                  feedback: sp.csr_matrix | None = None) -> dict[str, np.ndarray]:
     """The features of free text alone for candidates ``cols`` (signal rows, -1 = unknown): the item
-    priors, and ``query_words`` when ``words``, (queries, candidates) of :func:`query_words`, is given."""
+    priors; ``query_words`` when ``words``, (queries, candidates) of :func:`query_words`, is given; and
+    ``behaviour`` and ``ease`` of the ``feedback`` (:func:`pseudo_history`) when that is."""
     features = {"popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
     if words is not None:
         features["query_words"] = words
+    if feedback is not None:
+        features.update(signals.of_items(feedback, cols))
     return features
 
 
@@ -64,8 +111,10 @@ def fit_text_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray
     queries, content, targets = tuning_queries(encoder, item_vectors, position, queries, max_users, seed, batch_size)
     words = (None if lexical is None or lexical_rows is None
              else query_words(lexical.transform(queries["free_text"].tolist()), lexical_rows))
-    features = text_features(signals, signals.columns(item_ids), words)
+    cols = signals.columns(item_ids)
+    features = text_features(signals, cols, words, pseudo_history(signals, cols, content, words))
     weights, report = learn_weights(content, features, targets, grid, seed)
     if softmax_start:
         weights, report = search_from_softmax(content, features, targets, weights, report, grid, seed)
-    return weights, {**report, "from": "validation examples as free-text descriptions"}
+    feedback = {"items": FEEDBACK_ITEMS, "temperature": FEEDBACK_TEMPERATURE, "words": FEEDBACK_WORDS}
+    return weights, {**report, "from": "validation examples as free-text descriptions", "feedback": feedback}

@@ -14,8 +14,9 @@ w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals, vocabulary and w
 that ``coldrec rerank`` learned on the validation split for this index version
 (``<index version>/rerank/``); without them, relevance is the content score. A request with no
 history (free text alone) has weights of its own, learned on free-text queries
-(:mod:`coldrec.rank.free_text`): content + w_w * the text's word overlap with the item + w_p *
-popularity + w_f * freshness; a reranker fitted before those existed ranks it by content alone.
+(:mod:`coldrec.rank.free_text`): content + w_w * the text's word overlap with the item + w_b * item-kNN
++ w_e * EASE of the best matches among the candidates (pseudo-relevance feedback) + w_p * popularity +
+w_f * freshness; a reranker fitted before those existed ranks it by content alone.
 Then MMR trades relevance for diversity. Items added
 through the API since the fit are unknown to the signals: no behaviour, no popularity,
 freshness 1 (brand new).
@@ -37,7 +38,7 @@ from ray import serve
 from coldrec.rank.fusion import (
     CONTENT_FEATURES, HISTORY_MAX_ITEMS, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
 )  # fmt: skip
-from coldrec.rank.free_text import text_features
+from coldrec.rank.free_text import pseudo_history, text_features, uses_feedback
 from coldrec.rank.lexical import LexicalVectors, RowCache, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
@@ -143,23 +144,30 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
             sources[i] = newest
     by_behaviour = np.flatnonzero(~by_sequence & (behaviour > 0)) if weights.behaviour > 0 else []
     if len(by_behaviour):
-        # Who gave a candidate its item-kNN score: each known history item's weight x its similarity.
         weighted = signals.history_matrix([[h["item_id"] for h in reversed(history)]])  # (1, items): their weights
-        similarity = signals.similarity[weighted.indices][:, np.maximum(cols[by_behaviour], 0)].toarray()
-        contrib = weighted.data[:, None] * similarity  # (known history items, by_behaviour)
         by_id = {h["item_id"]: h for h in history}
-        for i, row in zip(by_behaviour, np.argmax(contrib, axis=0)):
-            sources[i] = by_id[signals.item_ids[weighted.indices[row]]]
+        for i, item_id in zip(by_behaviour, main_neighbour(signals, weighted, cols[by_behaviour])):
+            sources[i] = by_id[item_id]
     return sources
+
+
+def main_neighbour(signals: BehaviourSignals, weighted: sp.csr_matrix, cols: np.ndarray) -> list[str]:
+    """Per candidate (signal rows ``cols``), the item of ``weighted`` (1, items) that gave it most of
+    its item-kNN score: each item's weight x its similarity to the candidate."""
+    similarity = signals.similarity[weighted.indices][:, np.maximum(cols, 0)].toarray()
+    contrib = weighted.data[:, None] * similarity  # (weighted items, candidates)
+    return [signals.item_ids[weighted.indices[row]] for row in np.argmax(contrib, axis=0)]
 
 
 def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None, signals: BehaviourSignals,
               weights: FusionWeights, rows: RowCache | None = None) -> list[dict[str, Any]]:
     """Candidates of a request that is free text alone, with ``score`` = content + the weights for
-    free text (:func:`coldrec.rank.free_text.text_features`) and ``content_score`` = the retrieval
-    score. ``query_row``: (1, vocabulary) the text's TF-IDF row (None: no word overlap); ``rows``
-    has the candidates' rows (:func:`coldrec.rank.free_text.query_words` of the two, computed as
-    :meth:`coldrec.rank.lexical.RowCache.dots`)."""
+    free text (:func:`coldrec.rank.free_text.text_features`), ``content_score`` = the retrieval
+    score, and ``behaviour_source`` = the candidate among the best matches (the feedback's
+    pseudo-history, :func:`coldrec.rank.free_text.pseudo_history`) that gave it most of its item-kNN
+    score, None when that adds nothing. ``query_row``: (1, vocabulary) the text's TF-IDF row (None: no
+    word overlap); ``rows`` has the candidates' rows (:func:`coldrec.rank.free_text.query_words` of
+    the two, computed as :meth:`coldrec.rank.lexical.RowCache.dots`)."""
     if not candidates:
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
@@ -167,9 +175,17 @@ def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None,
     if query_row is not None and rows is not None:
         words = rows.dots(query_row, [c.get("text") or c.get("title") or "" for c in candidates])[None]
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
-    score = fused_scores(content[None], text_features(signals, cols, words), weights)[0]
-    return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": None}
-            for c, c_score, f_score in zip(candidates, content.tolist(), score.tolist())]
+    feedback = pseudo_history(signals, cols, content[None], words) if uses_feedback(weights) else None
+    features = text_features(signals, cols, words, feedback)
+    score = fused_scores(content[None], features, weights)[0]
+    sources: list[dict[str, Any] | None] = [None] * len(candidates)
+    carried = np.flatnonzero(features["behaviour"][0] > 0) if feedback is not None and weights.behaviour else []
+    if len(carried):
+        by_id = {c["item_id"]: c for c in candidates}
+        for i, item_id in zip(carried, main_neighbour(signals, feedback, cols[carried])):
+            sources[i] = by_id[item_id]
+    return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": source}
+            for c, c_score, f_score, source in zip(candidates, content.tolist(), score.tolist(), sources)]
 
 
 def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
