@@ -42,11 +42,7 @@ if TYPE_CHECKING:
 WEIGHTS_FILE = "weights.json"
 SEQUENTIAL_FILE = "sasrec.pt"  # coldrec.rank.sequential's; named here so loading without it needs no torch
 CONTENT_FEATURES = ("newest", "history_mean", "history_max")  # cosines with the history's item vectors
-# (queries, items); query_words only for free text alone (coldrec.rank.free_text)
-PAIR_FEATURES = ("behaviour", "ease", "sequence", "sasrec", "unseen", *CONTENT_FEATURES, *LEXICAL_FEATURES,
-                 "query_words")
 HISTORY_MAX_ITEMS = 5  # history_max looks at this many of the newest history items
-ITEM_FEATURES = ("popularity", "freshness")  # (items,): the same for every user
 log = logging.getLogger(__name__)
 
 
