@@ -134,6 +134,11 @@ def test_served_free_text_scores_equal_the_evaluated_ones(tmp_path):
               {"k": 4, "context": other}, {"k": 4}]
     assert reranker.rerank_many([cands, cands, cands], params) == [
         ranked, reranker.rerank(cands, 4, [], other), reranker.rerank(cands, 4)]
+    # Feedback without word-overlap weight: its best matches are still chosen with the words, as in the fit.
+    reranker.reconfigure({"text_weights": {"behaviour": 1.0}})
+    alone = reranker.rerank(cands, 4, [], {"history": [], "words": ["gel", "pen", "office"], "text": text})
+    expected = dict(zip(ids, fused_scores(np.array([content], np.float32), features, FusionWeights(behaviour=1.0))[0]))
+    assert {r["item_id"]: r["score"] for r in alone} == pytest.approx(expected, abs=1e-6)
     # The history weights are not used for free text alone, nor the text weights with a history.
     history = [{"item_id": "pen-0", "title": "Pen", "text": "ballpoint pen. pen", "vector": unit}]
     with_history = reranker.rerank(cands, 4, [], {"history": history, "words": [], "text": None})

@@ -302,11 +302,14 @@ class Reranker:
         return context.get("text") or None
 
     def _query_rows(self, contexts: list[dict[str, Any] | None]) -> list[sp.csr_matrix | None]:
-        """Per request, its text's TF-IDF row when free text alone is ranked with word overlap, else
-        None; one transform for all of them (per text, a tenth of the CPU of one transform each)."""
+        """Per request, its text's TF-IDF row when free text alone is ranked with word overlap or with
+        the feedback (whose best matches are chosen by content + word overlap, as when its weights were
+        learned), else None; one transform for all of them (per text, a tenth of the CPU of one
+        transform each)."""
         texts = [self._text_alone(c) for c in contexts]
         wanted = [t for t in texts if t is not None]
-        if not wanted or self.lexical is None or not self.text_weights.query_words:
+        if (not wanted or self.lexical is None
+                or not (self.text_weights.query_words or uses_feedback(self.text_weights))):
             return [None] * len(contexts)
         rows = iter(self.lexical.lexical.transform(wanted))  # (1, vocabulary) each; not kept in the cache
         return [None if t is None else next(rows) for t in texts]
