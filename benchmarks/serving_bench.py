@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64", help="closed-loop clients per level")
     parser.add_argument("--update-rate", type=float, default=2.0, help="catalog writes per second in (c)")
+    parser.add_argument("--probe-k", type=int, default=5,
+                        help="(c)'s visibility check: a new item must be in the top k for its own text")
     parser.add_argument("--requests", type=int, default=500, help="distinct request bodies per kind")
     parser.add_argument("--root", default=".", help="where benchmarks/results/ and BENCHMARKS.md live")
     parser.add_argument("--work", default=None, help="data, index and state (default <root>/artifacts/serving-bench)")
@@ -290,7 +292,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], str]:
                     for c in levels:
                         before = cpu_seconds(procs)
                         level = loadgen.submit(run_level, "127.0.0.1", port, bodies[kind], c, args.duration,
-                                               args.warmup, rate, f"{kind}{c}").result()  # fmt: skip
+                                               args.warmup, rate, f"{kind}{c}", args.probe_k).result()  # fmt: skip
                         if rate == 0:  # the updater's writes and probes would count as requests
                             rows += cpu_rows(kind, level, before, cpu_seconds(procs))
                         print(f"{benchmark} {kind} c={c}: {level['rps']:.1f} rps, p50 {level['p50_ms']:.0f} ms, "
@@ -317,7 +319,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], str]:
         f"Load: closed loop, {args.warmup:g} s warm-up then {args.duration:g} s measured per level; generator: "
         "one asyncio process, raw keep-alive HTTP/1.1 sockets, on the same machine (it shares the cores).",
         f"(c) one writer cycles POST/PUT/DELETE /items at {args.update_rate:g} writes/s; after each acknowledged "
-        "write a /recommend for the item's text checks it (visible = new text in the top 5, deleted item absent).",
+        f"write a /recommend for the item's text checks it (visible = new text in the top {args.probe_k}, "
+        "deleted item absent).",
         "cpu: CPU ms per answered request in each process (psutil user+system time over the level, warm-up "
         "included), (b) levels only; loadgen is the load generator.",
     ]

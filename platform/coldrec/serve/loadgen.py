@@ -9,7 +9,7 @@ those of the requests that finished inside the measured window (after the warm-u
 A catalog updater can run in the same loop (``updates_per_s`` > 0): it cycles POST a new item ->
 PUT it with a new title -> DELETE it, one write per tick, and after every acknowledged write asks
 /recommend with the item's own text to check the edit is already visible (the new text in the top
-5, the deleted item nowhere in them).
+``probe_k``, 5 by default, the deleted item nowhere in them).
 
     run_level("127.0.0.1", 8000, bodies, concurrency=8, duration_s=10, warmup_s=3, updates_per_s=2)
 """
@@ -95,13 +95,14 @@ async def _client(conn: HttpConnection, bodies: list[bytes], offset: int, start:
             latencies.append(done - sent)
 
 
-async def _probe(conn: HttpConnection, text: str, item_id: str, present: bool) -> bool:
-    status, reply = await conn.request("POST", "/recommend", json.dumps({"text": text, "k": 5}).encode())
+async def _probe(conn: HttpConnection, text: str, item_id: str, present: bool, k: int) -> bool:
+    status, reply = await conn.request("POST", "/recommend", json.dumps({"text": text, "k": k}).encode())
     found = status == 200 and item_id in {i["item_id"] for i in json.loads(reply)["items"]}
     return found == present
 
 
-async def _updater(host: str, port: int, rate: float, start: float, end: float, tag: str) -> dict[str, Any]:
+async def _updater(host: str, port: int, rate: float, start: float, end: float, tag: str,
+                   probe_k: int) -> dict[str, Any]:
     conn, probe = HttpConnection(host, port), HttpConnection(host, port)
     stats: dict[str, Any] = {"writes": 0, "write_errors": 0, "checks": 0, "visible": 0, "latencies": []}
     for n in itertools.count():
@@ -120,7 +121,7 @@ async def _updater(host: str, port: int, rate: float, start: float, end: float, 
             if ok:
                 stats["latencies"].append(time.perf_counter() - sent)
                 stats["checks"] += 1
-                stats["visible"] += await _probe(probe, title, item, present=step < 2)
+                stats["visible"] += await _probe(probe, title, item, present=step < 2, k=probe_k)
         except Exception:
             ok = False
         stats["writes"] += 1
@@ -131,7 +132,7 @@ async def _updater(host: str, port: int, rate: float, start: float, end: float, 
 
 
 async def _level(host: str, port: int, bodies: list[bytes], concurrency: int, duration_s: float, warmup_s: float,
-                 updates_per_s: float, tag: str) -> dict[str, Any]:
+                 updates_per_s: float, tag: str, probe_k: int) -> dict[str, Any]:
     now = time.perf_counter()
     start, end = now + warmup_s, now + warmup_s + duration_s
     latencies: list[float] = []
@@ -140,7 +141,7 @@ async def _level(host: str, port: int, bodies: list[bytes], concurrency: int, du
     conns = [HttpConnection(host, port) for _ in range(concurrency)]
     tasks = [_client(c, bodies, i * 997, start, end, latencies, errors, answered) for i, c in enumerate(conns)]
     if updates_per_s > 0:
-        tasks.append(_updater(host, port, updates_per_s, start, end, tag))
+        tasks.append(_updater(host, port, updates_per_s, start, end, tag, probe_k))
     results = await asyncio.gather(*tasks)
     for c in conns:
         c.close()
@@ -156,12 +157,13 @@ async def _level(host: str, port: int, bodies: list[bytes], concurrency: int, du
 
 
 def run_level(host: str, port: int, bodies: list[dict[str, Any]], concurrency: int, duration_s: float,
-              warmup_s: float = 2.0, updates_per_s: float = 0.0, tag: str = "0") -> dict[str, Any]:
+              warmup_s: float = 2.0, updates_per_s: float = 0.0, tag: str = "0", probe_k: int = 5) -> dict[str, Any]:
     """One closed-loop level: {concurrency, requests, errors, answered, rps, p50_ms, p95_ms, p99_ms,
     error_samples[, updates]}; ``requests``/``errors`` count the measured window, ``answered`` every reply.
 
     ``bodies``: /recommend request bodies, sent round robin (client i starts at a different one);
-    ``tag`` keeps the updater's item ids apart between levels. Meant to run in its own process.
+    ``tag`` keeps the updater's item ids apart between levels; ``probe_k``: how many items each
+    visibility check asks for. Meant to run in its own process.
     """
     encoded = [json.dumps(b).encode() for b in bodies]
-    return asyncio.run(_level(host, port, encoded, concurrency, duration_s, warmup_s, updates_per_s, tag))
+    return asyncio.run(_level(host, port, encoded, concurrency, duration_s, warmup_s, updates_per_s, tag, probe_k))
