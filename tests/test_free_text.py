@@ -9,7 +9,7 @@ import pytest
 
 from coldrec.eval.cold_users import free_text_examples
 from coldrec.rank.free_text import (
-    TEXT_FEATURES, feedback_items, fit_text_fusion, pseudo_history, query_words, text_features,
+    TEXT_FEATURES, Feedback, feedback_items, fit_text_fusion, pseudo_history, query_words, text_features,
 )  # fmt: skip
 from coldrec.rank.fusion import FusionWeights, fused_scores, save_reranker
 from coldrec.rank.lexical import LexicalVectors
@@ -154,6 +154,25 @@ def test_an_item_the_feedback_carried_says_which_match_it_goes_with(tmp_path):
     reasons = {r["item_id"]: r["reason"] for r in ranked}
     assert reasons == {"pen-1": "matches 'gel'", "pen-2": "often chosen with 'gel pen'",
                        "chair-0": "close to your description"}
+
+
+def test_the_reranker_chooses_the_pseudo_history_as_its_weights_were_learned(tmp_path):
+    # Weights saved as learned with a one-item pseudo-history: the Reranker takes the one best match.
+    signals = BehaviourSignals.fit(examples(), ITEM_IDS)
+    save_reranker(tmp_path, signals, FusionWeights(), {"on": "test"}, text_weights=FusionWeights(behaviour=1.0),
+                  text_report={"feedback": {"items": 1, "temperature": 0.1, "words": 1.0}})
+    reranker = Reranker.func_or_class(reranker_dir=str(tmp_path))
+    assert reranker.text_feedback == Feedback(items=1)
+    unit = np.ones(4, np.float32) / 2
+    ids, content = ["pen-0", "paper-0", "pen-1", "paper-1"], [0.5, 0.45, 0.3, 0.3]
+    cands = [{"item_id": i, "title": i, "text": "", "score": s, "vector": unit} for i, s in zip(ids, content)]
+    ranked = reranker.rerank(cands, 4, [], {"history": [], "words": [], "text": "something"})
+    cols = signals.columns(ids)
+    one = text_features(signals, cols, None, pseudo_history(signals, cols, np.array([content], np.float32), None,
+                                                            Feedback(items=1)))
+    assert one["behaviour"][0][3] == 0  # only pen-0 stands in for the history: nothing for paper-1
+    expected = fused_scores(np.array([content], np.float32), one, FusionWeights(behaviour=1.0))[0]
+    assert {r["item_id"]: r["score"] for r in ranked} == pytest.approx(dict(zip(ids, expected)), abs=1e-6)
 
 
 def test_text_weights_are_live_tunable_and_checked_whole(tmp_path):

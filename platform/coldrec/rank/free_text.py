@@ -13,9 +13,9 @@ words of the history's items, never of the target). Its features, each (queries,
 - ``query_words``: the cosine of the query text's and the item text's TF-IDF rows
   (:class:`coldrec.rank.lexical.LexicalVectors`): a brand, a model number or a rare word spelled
   out in both, which the profile model blurs;
-- ``behaviour`` and ``ease``: pseudo-relevance feedback. The query's best ``FEEDBACK_ITEMS`` matches by
-  ``content + FEEDBACK_WORDS * query_words`` stand in for the history it does not have, weighted by a
-  softmax of that score at ``FEEDBACK_TEMPERATURE``; these are the item-kNN and EASE scores of that
+- ``behaviour`` and ``ease``: pseudo-relevance feedback (:class:`Feedback`). The query's best ``items``
+  matches by ``content + words * query_words`` stand in for the history it does not have, weighted by a
+  softmax of that score at ``temperature``; these are the item-kNN and EASE scores of that
   weighted pseudo-history (:meth:`coldrec.rank.signals.BehaviourSignals.of_items`): what people chose
   together with the items that fit the words (BENCHMARKS.md, ``quality-free-text-feedback-cpu``);
 - ``popularity`` and ``freshness``: the priors of :class:`coldrec.rank.signals.BehaviourSignals`.
@@ -30,6 +30,7 @@ it; the Reranker reorders the Retriever's candidates and takes them from those.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,9 +40,18 @@ from coldrec.rank.fusion import FusionGrid, FusionWeights, learn_weights, search
 from coldrec.rank.signals import BehaviourSignals
 
 TEXT_FEATURES = ("query_words", "behaviour", "ease", "popularity", "freshness")  # all free text alone can weigh
-FEEDBACK_ITEMS = 10  # the best matches whose behaviour neighbours a free-text query gets
-FEEDBACK_TEMPERATURE = 0.1  # of the softmax that weighs them by their first-stage score
-FEEDBACK_WORDS = 1.0  # query_words' weight in that first-stage score (content's is 1)
+
+
+class Feedback(NamedTuple):
+    """How a free-text query's pseudo-history is chosen; saved with the weights learned with it
+    (``text_report["feedback"]``), so the Reranker applies the settings its weights were learned for."""
+
+    items: int = 10  # the best matches whose behaviour neighbours the query gets
+    temperature: float = 0.1  # of the softmax that weighs them by their first-stage score
+    words: float = 1.0  # query_words' weight in that first-stage score (content's is 1)
+
+
+FEEDBACK = Feedback()
 
 
 def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
@@ -49,8 +59,8 @@ def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray
     return np.asarray((queries @ candidates.T).toarray(), dtype=np.float32)
 
 
-def feedback_items(first: np.ndarray, cols: np.ndarray, n_items: int, items: int = FEEDBACK_ITEMS,
-                   temperature: float = FEEDBACK_TEMPERATURE) -> sp.csr_matrix:
+def feedback_items(first: np.ndarray, cols: np.ndarray, n_items: int, items: int = FEEDBACK.items,
+                   temperature: float = FEEDBACK.temperature) -> sp.csr_matrix:
     """(queries, n_items) pseudo-history: each query's ``items`` best candidates by ``first``
     (queries, candidates), weighted by the softmax of their scores over ``temperature``, at their signal
     rows ``cols`` (candidates,). A candidate the signals do not know (-1) keeps its share of the weight
@@ -76,11 +86,11 @@ def uses_feedback(weights: FusionWeights) -> bool:
 
 
 def pseudo_history(signals: BehaviourSignals, cols: np.ndarray, content: np.ndarray,
-                   words: np.ndarray | None = None) -> sp.csr_matrix:
-    """:func:`feedback_items` of ``content`` (queries, candidates) cosines, plus ``FEEDBACK_WORDS`` x
+                   words: np.ndarray | None = None, feedback: Feedback = FEEDBACK) -> sp.csr_matrix:
+    """:func:`feedback_items` of ``content`` (queries, candidates) cosines, plus ``feedback.words`` x
     ``words`` when given, over candidates ``cols``: the (queries, signal items) stand-in history."""
-    first = content if words is None else content + FEEDBACK_WORDS * words
-    return feedback_items(first, cols, len(signals.item_ids))
+    first = content if words is None else content + feedback.words * words
+    return feedback_items(first, cols, len(signals.item_ids), feedback.items, feedback.temperature)
 
 
 def text_features(signals: BehaviourSignals, cols: np.ndarray, words: np.ndarray | None = None,
@@ -99,7 +109,8 @@ def text_features(signals: BehaviourSignals, cols: np.ndarray, words: np.ndarray
 def fit_text_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, item_ids: Sequence[str],
                     queries: pd.DataFrame, lexical=None, lexical_rows: sp.csr_matrix | None = None,
                     grid: FusionGrid | None = None, batch_size: int = 64, max_users: int | None = 2000,
-                    seed: int = 0, softmax_start: bool = True) -> tuple[FusionWeights, dict]:
+                    seed: int = 0, softmax_start: bool = True, feedback: Feedback = FEEDBACK,
+                    ) -> tuple[FusionWeights, dict]:  # fmt: skip
     """Weights for free text alone, learned on ``queries`` (rows of free_text, profile_text and
     target, a catalog item id: :func:`coldrec.eval.cold_users.free_text_examples` of validation).
 
@@ -113,9 +124,9 @@ def fit_text_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray
     words = (None if lexical is None or lexical_rows is None
              else query_words(lexical.transform(queries["free_text"].tolist()), lexical_rows))
     cols = signals.columns(item_ids)
-    features = text_features(signals, cols, words, pseudo_history(signals, cols, content, words))
+    features = text_features(signals, cols, words, pseudo_history(signals, cols, content, words, feedback))
     weights, report = learn_weights(content, features, targets, grid, seed)
     if softmax_start:
         weights, report = search_from_softmax(content, features, targets, weights, report, grid, seed)
-    feedback = {"items": FEEDBACK_ITEMS, "temperature": FEEDBACK_TEMPERATURE, "words": FEEDBACK_WORDS}
-    return weights, {**report, "from": "validation examples as free-text descriptions", "feedback": feedback}
+    return weights, {**report, "from": "validation examples as free-text descriptions",
+                     "feedback": feedback._asdict()}

@@ -346,6 +346,7 @@ class SavedReranker(NamedTuple):
     lexical: LexicalVectors | None  # the TF-IDF vocabulary, when the word features were fitted
     sequential: SequentialSignal | None  # the SASRec, when it was fitted
     text_weights: FusionWeights | None = None  # for free text alone (coldrec.rank.free_text), when fitted
+    text_feedback: dict | None = None  # the settings text_weights' feedback was learned with (free_text.Feedback)
 
 
 def save_reranker(folder: str | Path, signals: BehaviourSignals, weights: FusionWeights, report: dict,
@@ -385,4 +386,5 @@ def load_reranker(folder: str | Path) -> SavedReranker:
         sequential = SequentialSignal.load(path)
     if sequential is None and weights.uses_sequential:
         raise FileNotFoundError(f"{path}: the weights use the sasrec feature but there is no sasrec.pt")
-    return SavedReranker(BehaviourSignals.load(path), weights, lexical, sequential, text_weights)
+    feedback = (saved.get("text_report") or {}).get("feedback")
+    return SavedReranker(BehaviourSignals.load(path), weights, lexical, sequential, text_weights, feedback)

@@ -38,7 +38,7 @@ from ray import serve
 from coldrec.rank.fusion import (
     CONTENT_FEATURES, HISTORY_MAX_ITEMS, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
 )  # fmt: skip
-from coldrec.rank.free_text import pseudo_history, text_features, uses_feedback
+from coldrec.rank.free_text import FEEDBACK, Feedback, pseudo_history, text_features, uses_feedback
 from coldrec.rank.lexical import LexicalVectors, RowCache, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
@@ -160,11 +160,12 @@ def main_neighbour(signals: BehaviourSignals, weighted: sp.csr_matrix, cols: np.
 
 
 def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None, signals: BehaviourSignals,
-              weights: FusionWeights, rows: RowCache | None = None) -> list[dict[str, Any]]:
+              weights: FusionWeights, rows: RowCache | None = None, feedback: Feedback = FEEDBACK,
+              ) -> list[dict[str, Any]]:  # fmt: skip
     """Candidates of a request that is free text alone, with ``score`` = content + the weights for
     free text (:func:`coldrec.rank.free_text.text_features`), ``content_score`` = the retrieval
     score, and ``behaviour_source`` = the candidate among the best matches (the feedback's
-    pseudo-history, :func:`coldrec.rank.free_text.pseudo_history`) that gave it most of its item-kNN
+    pseudo-history, :func:`coldrec.rank.free_text.pseudo_history` with ``feedback``) that gave it most of its item-kNN
     score, None when that adds nothing. ``query_row``: (1, vocabulary) the text's TF-IDF row (None: no
     word overlap); ``rows`` has the candidates' rows (:func:`coldrec.rank.free_text.query_words` of
     the two, computed as :meth:`coldrec.rank.lexical.RowCache.dots`)."""
@@ -175,14 +176,14 @@ def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None,
     if query_row is not None and rows is not None:
         words = rows.dots(query_row, [c.get("text") or c.get("title") or "" for c in candidates])[None]
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
-    feedback = pseudo_history(signals, cols, content[None], words) if uses_feedback(weights) else None
-    features = text_features(signals, cols, words, feedback)
+    history = pseudo_history(signals, cols, content[None], words, feedback) if uses_feedback(weights) else None
+    features = text_features(signals, cols, words, history)
     score = fused_scores(content[None], features, weights)[0]
     sources: list[dict[str, Any] | None] = [None] * len(candidates)
-    carried = np.flatnonzero(features["behaviour"][0] > 0) if feedback is not None and weights.behaviour else []
+    carried = np.flatnonzero(features["behaviour"][0] > 0) if history is not None and weights.behaviour else []
     if len(carried):
         by_id = {c["item_id"]: c for c in candidates}
-        for i, item_id in zip(carried, main_neighbour(signals, feedback, cols[carried])):
+        for i, item_id in zip(carried, main_neighbour(signals, history, cols[carried])):
             sources[i] = by_id[item_id]
     return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": source}
             for c, c_score, f_score, source in zip(candidates, content.tolist(), score.tolist(), sources)]
@@ -225,11 +226,14 @@ class Reranker:
         self.sequential: SequentialSignal | None = None
         self.weights = FusionWeights()
         self.text_weights: FusionWeights | None = None  # for free text alone; None: content alone
+        self.text_feedback = FEEDBACK  # how its pseudo-history is chosen: as when text_weights were learned
         self.calls: Counter = Counter()  # calls per method (and lists reranked by rerank_many), for info()
         if reranker_dir:
             saved = load_reranker(reranker_dir)
             self.signals, self.weights, self.sequential = saved.signals, saved.weights, saved.sequential
             self.text_weights = saved.text_weights
+            if saved.text_feedback:
+                self.text_feedback = Feedback(**saved.text_feedback)
             self.lexical = None if saved.lexical is None else RowCache(saved.lexical)
             if self.sequential is not None:
                 import torch
@@ -325,7 +329,7 @@ class Reranker:
         elif self._text_alone(context) is not None:
             # The history weights' item priors were learned beside history features and would bury
             # the items the words describe; free text alone has weights learned on free-text queries.
-            fresh = fuse_text(fresh, query_row, self.signals, self.text_weights, self.lexical)
+            fresh = fuse_text(fresh, query_row, self.signals, self.text_weights, self.lexical, self.text_feedback)
         return [
             {"item_id": c["item_id"], "title": c["title"], "score": c["score"],
              "reason": explain(c, history, words, c.get("behaviour_source"))}
