@@ -86,8 +86,9 @@ def test_fit_learns_the_feedback_when_the_target_goes_with_the_best_match():
     # chose the named item chose it too (examples() stay in one topic). Content is noise.
     vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
     rows = vocabulary.transform(ITEMS["text"].tolist())
+    same_topic = [i - i % 4 + (i + 1) % 4 for i in range(len(ITEM_IDS))]  # the next item of item i's topic
     queries = pd.DataFrame([{"free_text": f"Looking for: {ITEMS['title'][i].split()[0]}", "profile_text": "q",
-                             "target": ITEM_IDS[i - i % 4 + (i + 1) % 4]} for i in range(len(ITEM_IDS)) for _ in range(3)])
+                             "target": ITEM_IDS[same_topic[i]]} for i in range(len(ITEM_IDS)) for _ in range(3)])
     vectors = WordEncoder().encode_users(ITEM_IDS)
     signals = BehaviourSignals.fit(examples(), ITEM_IDS)
     weights, report = fit_text_fusion(signals, WordEncoder(), vectors, ITEM_IDS, queries, vocabulary, rows)
