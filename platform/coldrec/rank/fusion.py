@@ -224,7 +224,7 @@ def search_from_softmax(content: np.ndarray, features: dict[str, np.ndarray], ta
 
 def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray) -> dict:
     """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols``."""
-    return {"behaviour": signals.behaviour(histories, cols), "ease": signals.ease(histories, cols),
+    return {**signals.of_items(signals.history_matrix(histories), cols),  # behaviour and ease, one history matrix
             "sequence": signals.sequence(histories, cols), "unseen": signals.unseen(histories, cols),
             "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
 
