@@ -165,8 +165,8 @@ def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None,
     """Candidates of a request that is free text alone, with ``score`` = content + the weights for
     free text (:func:`coldrec.rank.free_text.text_features`), ``content_score`` = the retrieval
     score, and ``behaviour_source`` = the candidate among the best matches (the feedback's
-    pseudo-history, :func:`coldrec.rank.free_text.pseudo_history` with ``feedback``) that gave it most of its item-kNN
-    score, None when that adds nothing. ``query_row``: (1, vocabulary) the text's TF-IDF row (None: no
+    pseudo-history, :func:`coldrec.rank.free_text.pseudo_history` with ``feedback``) that gave it
+    most of its item-kNN score, None when that adds nothing. ``query_row``: (1, vocabulary) the text's TF-IDF row (None: no
     word overlap); ``rows`` has the candidates' rows (:func:`coldrec.rank.free_text.query_words` of
     the two, computed as :meth:`coldrec.rank.lexical.RowCache.dots`)."""
     if not candidates:
@@ -176,14 +176,14 @@ def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None,
     if query_row is not None and rows is not None:
         words = rows.dots(query_row, [c.get("text") or c.get("title") or "" for c in candidates])[None]
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
-    history = pseudo_history(signals, cols, content[None], words, feedback) if uses_feedback(weights) else None
-    features = text_features(signals, cols, words, history)
+    pseudo = pseudo_history(signals, cols, content[None], words, feedback) if uses_feedback(weights) else None
+    features = text_features(signals, cols, words, pseudo)
     score = fused_scores(content[None], features, weights)[0]
     sources: list[dict[str, Any] | None] = [None] * len(candidates)
-    carried = np.flatnonzero(features["behaviour"][0] > 0) if history is not None and weights.behaviour else []
+    carried = np.flatnonzero(features["behaviour"][0] > 0) if pseudo is not None and weights.behaviour else []
     if len(carried):
         by_id = {c["item_id"]: c for c in candidates}
-        for i, item_id in zip(carried, main_neighbour(signals, history, cols[carried])):
+        for i, item_id in zip(carried, main_neighbour(signals, pseudo, cols[carried])):
             sources[i] = by_id[item_id]
     return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": source}
             for c, c_score, f_score, source in zip(candidates, content.tolist(), score.tolist(), sources)]
