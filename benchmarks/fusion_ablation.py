@@ -20,6 +20,9 @@ search's noise. Variants:
 - ``linear, coordinate ascent, with SASRec`` (or ``no SASRec`` when ``eval.fused_sequential=true``):
   the same search with the other setting of the SASRec feature (:mod:`coldrec.rank.sequential`).
   The SASRec is trained on the training examples, its epoch chosen on the tuning part only.
+- ``linear, coordinate ascent, with feedback`` (or ``no feedback`` when ``eval.fused_feedback=true``): the
+  same search with the other setting of the history users' pseudo-relevance feedback
+  (:func:`coldrec.rank.feedback.history_feedback`).
 - ``linear, softmax cross-entropy``: the same linear score, its weights (content's included) fit
   by L-BFGS on the full-catalog softmax loss of the targets: convex, so no search path.
 - ``... + user-kNN``: that fit with one more feature, user-based CF (the similarity-weighted item
@@ -56,15 +59,15 @@ from coldrec.data.processed import load_examples, load_items  # noqa: E402
 from coldrec.eval.methods import Methods  # noqa: E402
 from coldrec.eval.metrics import rank_metrics, target_ranks  # noqa: E402
 from coldrec.rank.fusion import (  # noqa: E402
-    FusionWeights, catalog_lexical_features, content_features, fit_fusion, fused_scores, history_vectors,
-    signal_features,
+    FusionWeights, catalog_feedback, catalog_lexical_features, content_features, fit_fusion, fused_scores,
+    history_vectors, signal_features,
 )
 from coldrec.rank.lexical import LexicalVectors  # noqa: E402
 from coldrec.rank.sequential import SequentialSignal  # noqa: E402
 from coldrec.rank.signals import BehaviourSignals  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10")
-VARIANTS = ("content-start", "no-words", "sasrec", "softmax", "user-knn", "lightgbm")  # besides content and the shipped search
+VARIANTS = ("content-start", "no-words", "sasrec", "feedback", "softmax", "user-knn", "lightgbm")  # besides content and the shipped search
 log = logging.getLogger("fusion_ablation")
 
 
@@ -199,18 +202,21 @@ def main() -> None:
                       if cfg.eval.fused_sequential or "sasrec" in variants else None)  # epoch chosen on the tuning part
 
         def shipped(lexical_rows: sp.csr_matrix | None, sequential: SequentialSignal | None,
-                    softmax_start: bool = cfg.eval.fused_softmax_start) -> tuple[FusionWeights, dict, dict[str, np.ndarray]]:
+                    softmax_start: bool = cfg.eval.fused_softmax_start, feedback: bool = cfg.eval.fused_feedback,
+                    ) -> tuple[FusionWeights, dict, dict[str, np.ndarray]]:  # fmt: skip
             """fit_fusion on the tuning part; (weights, report, every feature at the chosen decay)."""
             weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid.iloc[tune],
                                          cfg.eval.itemknn_decays, batch_size=cfg.eval.batch_size, max_users=None,
                                          seed=cfg.eval.seed, lexical_rows=lexical_rows, sequential=sequential,
-                                         softmax_start=softmax_start)
+                                         softmax_start=softmax_start, feedback=feedback)
             features = {**signal_features(signals, histories, signals.columns(item_ids)),
                         **content_features(near_items, vectors, signals.decay)}
             if lexical_rows is not None:
                 features.update(catalog_lexical_features(histories, lexical_rows, position, signals.decay))
             if sequential is not None:
                 features["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
+            if feedback:
+                features["feedback"] = catalog_feedback(signals, signals.columns(item_ids), content, histories, position)
             return weights, report, features
 
         shipped_sequential = sequential if cfg.eval.fused_sequential else None  # the "sasrec" variant toggles it
@@ -231,6 +237,11 @@ def main() -> None:
             toggled = None if shipped_sequential else sequential
             plain_weights, _, plain_features = shipped(lexical, toggled)
             results[f"linear, coordinate ascent, {'with' if toggled else 'no'} SASRec"] = full(
+                fused_scores(content, plain_features, plain_weights), held)
+        if "feedback" in variants:  # the other setting of eval.fused_feedback
+            toggled = not cfg.eval.fused_feedback
+            plain_weights, _, plain_features = shipped(lexical, shipped_sequential, feedback=toggled)
+            results[f"linear, coordinate ascent, {'with' if toggled else 'no'} feedback"] = full(
                 fused_scores(content, plain_features, plain_weights), held)
         if "softmax" in variants:
             w = softmax_weights(stack[tune], targets[tune])

@@ -155,7 +155,8 @@ def test_cold_user_protocol_buckets_and_descriptions(timed):
 
 
 def test_fused_scores_free_text_alone_with_weights_learned_on_described_validation(timed, tiny_backbone):
-    from coldrec.rank.free_text import pseudo_history, query_words, text_features
+    from coldrec.rank.feedback import pseudo_history
+    from coldrec.rank.free_text import query_words, text_features
     from coldrec.rank.fusion import FusionWeights, fused_scores
     from coldrec.rank.lexical import LexicalVectors
     from coldrec.rank.signals import BehaviourSignals
@@ -231,3 +232,29 @@ def test_refit_with_valid_chooses_on_train_and_scores_with_train_plus_valid(time
     on_valid = timed.model_copy(update={"eval": timed.eval.model_copy(update={"refit_with_valid": True,
                                                                                 "split": "valid"})})
     assert build_protocol("leave-one-out", on_valid).tune_train is None  # never fit on what is scored
+
+
+def test_fused_adds_the_history_feedback_when_its_weights_use_it(timed, tiny_backbone, monkeypatch):
+    # The weights are fixed here (the tiny data need not make the search choose the feedback); the
+    # fused score must add the feedback as coldrec.rank.fusion.catalog_feedback computes it, which the
+    # Serve Reranker matches (tests/test_feedback.py).
+    from coldrec.rank import fusion
+    from coldrec.rank.signals import BehaviourSignals
+
+    cfg = timed.model_copy(update={"model": timed.model.model_copy(update={"backbone": tiny_backbone}),
+                                   "eval": timed.eval.model_copy(update={"fused_feedback": True})})
+    data = build_protocol("leave-one-out", cfg)
+    scores = {}
+    for feedback in (0.0, 2.0):
+        weights = fusion.FusionWeights(behaviour=1.0, unseen=0.5, feedback=feedback)
+        monkeypatch.setattr(fusion, "fit_fusion", lambda *a, w=weights, **kw: (w, {"decay": 1.0}))
+        methods = Methods(cfg.eval, cfg.model)
+        scores[feedback] = methods.build("fused", data.items, data.train, data.valid)(data.test)
+    item_ids = data.items["item_id"].tolist()
+    content = methods.encoder("untrained").encode_users(data.test["profile_text"].tolist()) @ \
+        methods.item_vectors("untrained", data.items).T
+    signals = BehaviourSignals.fit(data.train, item_ids, ease_lambda=methods.chosen["fused"]["ease_lambda"])
+    expected = fusion.catalog_feedback(signals, signals.columns(item_ids), content, data.test["history"].tolist(),
+                                       {item_id: i for i, item_id in enumerate(item_ids)})
+    assert expected.any()
+    assert np.allclose(scores[2.0] - scores[0.0], 2.0 * expected, atol=1e-5)

@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 
 from coldrec.eval.cold_users import free_text_examples
-from coldrec.rank.free_text import (
-    TEXT_FEATURES, Feedback, feedback_items, fit_text_fusion, pseudo_history, query_words, text_features,
-)  # fmt: skip
+from coldrec.rank.feedback import Feedback, feedback_items, pseudo_history
+from coldrec.rank.free_text import TEXT_FEATURES, fit_text_fusion, query_words, text_features
 from coldrec.rank.fusion import FusionWeights, fused_scores, save_reranker
 from coldrec.rank.lexical import LexicalVectors
 from coldrec.rank.signals import BehaviourSignals

@@ -88,7 +88,7 @@ def test_ease_feature_ranks_like_the_ease_baseline():
 def test_save_and_load_round_trip(tmp_path):
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
-    loaded, weights, lexical, sequential, text_weights, _ = load_reranker(tmp_path)
+    loaded, weights, lexical, sequential, text_weights, _, _ = load_reranker(tmp_path)
     assert weights == FusionWeights(behaviour=0.4) and loaded.decay == 0.5 and loaded.item_ids == ITEMS
     assert lexical is None and text_weights is None  # saved without item texts or weights for free text
     hist = [["i0", "i2"], ["i6"]]
@@ -278,11 +278,12 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
 
     out = fit_reranker(cfg)  # the scene's LATEST
     assert out == version_dir / "rerank"
-    signals, weights, lexical, sequential, text_weights, text_feedback = load_reranker(out)
+    signals, weights, lexical, sequential, text_weights, text_feedback, feedback = load_reranker(out)
     assert sorted(signals.item_ids) == sorted(items["item_id"])
     assert lexical is not None and lexical.vocabulary_size > 0  # fitted on the index's item texts
     assert text_weights is not None  # learned on validation examples described in words
     assert text_feedback == {"items": 10, "temperature": 0.1, "words": 1.0}  # what they were learned with
+    assert feedback is None  # eval.fused_feedback is off by default: no history feedback was learned
     assert _reranker_dir(None, version_dir) == str(version_dir / "rerank")
     assert _reranker_dir("none", version_dir) is None
     with pytest.raises(ValueError, match="coldrec rerank"):

@@ -156,12 +156,11 @@ class Methods:
         texts, which needs no interaction. A query that is free text alone (no history, a
         ``free_text``) is scored with weights of its own, learned on ``free_text_valid``
         (:mod:`coldrec.rank.free_text`), when given and ``eval.fused_free_text`` is on."""
-        from coldrec.rank.free_text import (
-            fit_text_fusion, pseudo_history, query_words, text_features, uses_feedback,
-        )  # fmt: skip
+        from coldrec.rank.feedback import pseudo_history
+        from coldrec.rank.free_text import fit_text_fusion, query_words, text_features, uses_feedback
         from coldrec.rank.fusion import (
-            FusionWeights, catalog_lexical_features, content_features, fit_fusion, fused_scores, history_vectors,
-            signal_features,
+            FusionWeights, catalog_feedback, catalog_lexical_features, content_features, fit_fusion, fused_scores,
+            history_vectors, signal_features,
         )  # fmt: skip
         from coldrec.rank.lexical import LexicalVectors
         from coldrec.rank.signals import BehaviourSignals
@@ -185,7 +184,8 @@ class Methods:
             weights, chosen = fit_fusion(signals, encoder, vectors, item_ids, valid, self.cfg.itemknn_decays,
                                          batch_size=self.cfg.batch_size, max_users=self.cfg.tune_max_users,
                                          seed=self.cfg.seed, lexical_rows=lexical, sequential=sequential,
-                                         softmax_start=self.cfg.fused_softmax_start)
+                                         softmax_start=self.cfg.fused_softmax_start,
+                                         feedback=self.cfg.fused_feedback)
         if sequential is not None:
             chosen["sasrec"] = {k: sequential.report[k] for k in ("best_epoch", "epochs_run", "seconds")}
         self.chosen["fused"] = {"chosen": weights.model_dump(), "content": source, "ease_lambda": lam, **chosen}
@@ -211,6 +211,8 @@ class Methods:
                 near.update(catalog_lexical_features(histories, lexical, position, signals.decay))
             if sequential is not None and weights.uses_sequential:
                 near["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
+            if weights.uses_feedback:
+                near["feedback"] = catalog_feedback(signals, cols, content, histories, position)
             scores = fused_scores(content, {**signal_features(signals, histories, cols), **near}, weights)
             if text_weights is not None and "free_text" in batch:
                 alone = np.array([not len(h) and isinstance(f, str) and bool(f)

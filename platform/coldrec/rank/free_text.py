@@ -15,7 +15,7 @@ words of the history's items, never of the target). Its features, each (queries,
   out in both, which the profile model blurs;
 - ``behaviour`` and ``ease``: pseudo-relevance feedback (:class:`Feedback`). The query's best ``items``
   matches by ``content + words * query_words`` stand in for the history it does not have, weighted by a
-  softmax of that score at ``temperature``; these are the item-kNN and EASE scores of that
+  softmax of that score at ``temperature`` (:mod:`coldrec.rank.feedback`); these are the item-kNN and EASE scores of that
   weighted pseudo-history (:meth:`coldrec.rank.signals.BehaviourSignals.of_items`): what people chose
   together with the items that fit the words (BENCHMARKS.md, ``quality-free-text-feedback-cpu``);
 - ``popularity`` and ``freshness``: the priors of :class:`coldrec.rank.signals.BehaviourSignals`.
@@ -30,28 +30,16 @@ it; the Reranker reorders the Retriever's candidates and takes them from those.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from coldrec.rank.feedback import FEEDBACK, Feedback, pseudo_history
 from coldrec.rank.fusion import FusionGrid, FusionWeights, learn_weights, search_from_softmax, tuning_queries
 from coldrec.rank.signals import BehaviourSignals
 
 TEXT_FEATURES = ("query_words", "behaviour", "ease", "popularity", "freshness")  # all free text alone can weigh
-
-
-class Feedback(NamedTuple):
-    """How a free-text query's pseudo-history is chosen; saved with the weights learned with it
-    (``text_report["feedback"]``), so the Reranker applies the settings its weights were learned for."""
-
-    items: int = 10  # the best matches whose behaviour neighbours the query gets
-    temperature: float = 0.1  # of the softmax that weighs them by their first-stage score
-    words: float = 1.0  # query_words' weight in that first-stage score (content's is 1)
-
-
-FEEDBACK = Feedback()
 
 
 def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
@@ -59,45 +47,16 @@ def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray
     return np.asarray((queries @ candidates.T).toarray(), dtype=np.float32)
 
 
-def feedback_items(first: np.ndarray, cols: np.ndarray, n_items: int, items: int = FEEDBACK.items,
-                   temperature: float = FEEDBACK.temperature) -> sp.csr_matrix:
-    """(queries, n_items) pseudo-history: each query's ``items`` best candidates by ``first``
-    (queries, candidates), weighted by the softmax of their scores over ``temperature``, at their signal
-    rows ``cols`` (candidates,). A candidate the signals do not know (-1) keeps its share of the weight
-    and adds nothing: a brand-new item has no behaviour neighbours."""
-    m = min(items, first.shape[1])
-    if m == 0:
-        return sp.csr_matrix((first.shape[0], n_items), dtype=np.float32)
-    top = np.argpartition(-first, m - 1, axis=1)[:, :m]  # (queries, m) the best m, in no order
-    best = np.take_along_axis(first, top, axis=1)
-    weights = np.exp((best - best.max(axis=1, keepdims=True)) / temperature)
-    weights /= weights.sum(axis=1, keepdims=True)
-    at = np.asarray(cols)[top]  # (queries, m) their signal rows
-    order = np.argsort(at, axis=1)  # CSR built directly, its columns ascending: a quarter of the COO route's CPU
-    at, weights = np.take_along_axis(at, order, axis=1), np.take_along_axis(weights, order, axis=1)
-    known = at >= 0
-    indptr = np.concatenate([[0], np.cumsum(known.sum(axis=1))])
-    return sp.csr_matrix((weights[known].astype(np.float32), at[known], indptr), shape=(first.shape[0], n_items))
-
-
 def uses_feedback(weights: FusionWeights) -> bool:
-    """Whether free-text ``weights`` give the feedback's features weight (then :func:`pseudo_history` is needed)."""
+    """Whether free-text ``weights`` give the feedback's features weight (then :func:`coldrec.rank.feedback.pseudo_history` is needed)."""
     return bool(weights.behaviour or weights.ease)
-
-
-def pseudo_history(signals: BehaviourSignals, cols: np.ndarray, content: np.ndarray,
-                   words: np.ndarray | None = None, feedback: Feedback = FEEDBACK) -> sp.csr_matrix:
-    """:func:`feedback_items` of ``content`` (queries, candidates) cosines, plus ``feedback.words`` x
-    ``words`` when given, over candidates ``cols``: the (queries, signal items) stand-in history."""
-    first = content if words is None else content + feedback.words * words
-    return feedback_items(first, cols, len(signals.item_ids), feedback.items, feedback.temperature)
 
 
 def text_features(signals: BehaviourSignals, cols: np.ndarray, words: np.ndarray | None = None,
                   feedback: sp.csr_matrix | None = None) -> dict[str, np.ndarray]:
     """The features of free text alone for candidates ``cols`` (signal rows, -1 = unknown): the item
     priors; ``query_words`` when ``words``, (queries, candidates) of :func:`query_words`, is given; and
-    ``behaviour`` and ``ease`` of the ``feedback`` (:func:`pseudo_history`) when that is."""
+    ``behaviour`` and ``ease`` of the ``feedback`` (:func:`coldrec.rank.feedback.pseudo_history`) when that is."""
     features = {"popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
     if words is not None:
         features["query_words"] = words

@@ -11,7 +11,9 @@ and ``history_max`` (the best cosine with one of the newest few items); then ``p
 history features over word overlap instead of the profile model's vectors: ``lexical_newest``,
 ``lexical_mean`` and ``lexical_max`` (a brand or model number shared with a history item). With a
 fitted SASRec (:mod:`coldrec.rank.sequential`), ``sasrec``: its probability of each item coming
-next, relative to the most likely item's. A request that is free text alone has none of the
+next, relative to the most likely item's. With ``eval.fused_feedback``, ``feedback``: the item-kNN of
+the profile model's ten best matches outside the history (pseudo-relevance feedback,
+:mod:`coldrec.rank.feedback`). A request that is free text alone has none of the
 history features; it gets weights of its own (``query_words``, the text's word overlap with the
 item, and the item priors), learned on free-text queries by :mod:`coldrec.rank.free_text`.
 ``content`` is the profile model's cosine score; its weight is fixed at 1 (only ratios matter for a ranking). The weights
@@ -33,6 +35,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
+from coldrec.rank.feedback import FEEDBACK, Feedback, history_feedback
 from coldrec.rank.lexical import LEXICAL_FEATURES, LexicalVectors, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 
@@ -51,6 +54,7 @@ class FusionWeights(BaseModel):
 
     behaviour: float = Field(0.0, ge=0)
     ease: float = Field(0.0, ge=0)
+    feedback: float = Field(0.0, ge=0)
     sequence: float = Field(0.0, ge=0)
     sasrec: float = Field(0.0, ge=0)
     unseen: float = Field(0.0, ge=0)
@@ -75,6 +79,11 @@ class FusionWeights(BaseModel):
         return {name: value for name, value in self.model_dump().items() if value}
 
     @property
+    def uses_feedback(self) -> bool:
+        """Whether the history users' pseudo-relevance feedback has weight (:func:`coldrec.rank.feedback.history_feedback`)."""
+        return bool(self.feedback)
+
+    @property
     def uses_sequential(self) -> bool:
         """Whether the SASRec feature has weight (then the fitted sequence model is needed)."""
         return bool(self.sasrec)
@@ -88,6 +97,7 @@ class FusionGrid(BaseModel):
 
     behaviour: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
     ease: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2])
+    feedback: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
     sequence: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     sasrec: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     unseen: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
@@ -272,6 +282,14 @@ def content_features(histories: Sequence[np.ndarray], candidates: np.ndarray, de
     return {"newest": newest @ candidates.T, "history_mean": mean @ candidates.T, "history_max": best}
 
 
+def catalog_feedback(signals: BehaviourSignals, cols: np.ndarray, content: np.ndarray,
+                     histories: Sequence[Sequence[str]], position: dict[str, int],
+                     feedback: Feedback = FEEDBACK) -> np.ndarray:
+    """(queries, items) the ``feedback`` feature of histories (oldest first) over the whole catalog,
+    ``content`` (queries, items) their cosines, ``cols`` the catalog's signal rows."""
+    return history_feedback(signals, cols, content, history_columns(histories, position), feedback)[0]
+
+
 def catalog_lexical_features(histories: Sequence[Sequence[str]], lexical_rows: sp.csr_matrix,
                              position: dict[str, int], decay: float) -> dict[str, np.ndarray]:
     """:func:`coldrec.rank.lexical.lexical_features` of histories (oldest first) x the whole catalog;
@@ -297,14 +315,15 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
                valid: pd.DataFrame, decays: Sequence[float] = (1.0,), grid: FusionGrid | None = None,
                batch_size: int = 64, max_users: int | None = 2000, seed: int = 0,
                lexical_rows: sp.csr_matrix | None = None, sequential: SequentialSignal | None = None,
-               softmax_start: bool = True) -> tuple[FusionWeights, dict]:
+               softmax_start: bool = True, feedback: bool = False) -> tuple[FusionWeights, dict]:
     """Learn the weights (and the signals' history decay) on validation examples.
 
     ``valid``: rows with history, profile_text and target (a catalog item id); ``item_vectors``
     (items, dim) are the item tower's vectors in ``item_ids`` order, and ``lexical_rows``, when
     given, the items' TF-IDF rows (:class:`coldrec.rank.lexical.LexicalVectors`) in that order;
     without them the lexical weights stay 0; likewise the ``sasrec`` weight without ``sequential``,
-    a SASRec fitted on the same training examples as ``signals``. Per decay, coordinate ascent
+    a SASRec fitted on the same training examples as ``signals``; the ``feedback`` weight only with
+    ``feedback`` (:func:`coldrec.rank.feedback.history_feedback`). Per decay, coordinate ascent
     runs from content alone (the vector features, then the word ones from there) and, with
     ``softmax_start``, again from :func:`softmax_weights`; the better on validation wins. Sets
     ``signals.decay`` to the chosen decay. Returns (weights, report).
@@ -315,6 +334,8 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     histories = valid["history"].tolist()
     vectors = history_vectors(histories, item_vectors, position)
     ordered = {} if sequential is None else {"sasrec": sequential.scores(histories, sequential.columns(item_ids))}
+    if feedback:  # the content's best matches outside the history: the same at every decay
+        ordered["feedback"] = catalog_feedback(signals, cols, content, histories, position)
     best: tuple[float, float, FusionWeights, dict] | None = None
     for decay in decays:  # one recency decay for the behaviour signals and history_mean
         signals.decay = decay
@@ -335,7 +356,8 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     _, decay, weights, report = best
     signals.decay = decay
     log.info("fusion weights %s, history decay %s: validation %s", weights.model_dump(), decay, report)
-    return weights, {**report, "decay": decay}
+    extra = {"feedback": FEEDBACK._asdict()} if feedback else {}  # as the Reranker must choose them
+    return weights, {**report, "decay": decay, **extra}
 
 
 class SavedReranker(NamedTuple):
@@ -346,7 +368,8 @@ class SavedReranker(NamedTuple):
     lexical: LexicalVectors | None  # the TF-IDF vocabulary, when the word features were fitted
     sequential: SequentialSignal | None  # the SASRec, when it was fitted
     text_weights: FusionWeights | None = None  # for free text alone (coldrec.rank.free_text), when fitted
-    text_feedback: dict | None = None  # the settings text_weights' feedback was learned with (free_text.Feedback)
+    text_feedback: dict | None = None  # the settings text_weights' feedback was learned with (coldrec.rank.feedback.Feedback)
+    feedback: dict | None = None  # the settings weights' feedback (history users) was learned with
 
 
 def save_reranker(folder: str | Path, signals: BehaviourSignals, weights: FusionWeights, report: dict,
@@ -386,5 +409,6 @@ def load_reranker(folder: str | Path) -> SavedReranker:
         sequential = SequentialSignal.load(path)
     if sequential is None and weights.uses_sequential:
         raise FileNotFoundError(f"{path}: the weights use the sasrec feature but there is no sasrec.pt")
-    feedback = (saved.get("text_report") or {}).get("feedback")
-    return SavedReranker(BehaviourSignals.load(path), weights, lexical, sequential, text_weights, feedback)
+    text_feedback = (saved.get("text_report") or {}).get("feedback")
+    feedback = (saved.get("report") or {}).get("feedback")
+    return SavedReranker(BehaviourSignals.load(path), weights, lexical, sequential, text_weights, text_feedback, feedback)

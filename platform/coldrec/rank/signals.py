@@ -178,12 +178,13 @@ class BehaviourSignals:
         out[:, cols < 0] = 0.0
         return out
 
-    def of_items(self, weighted: sp.csr_matrix, candidate_cols: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def of_items(self, weighted: sp.csr_matrix, candidate_cols: np.ndarray | None = None,
+                 names: Sequence[str] = ("behaviour", "ease")) -> dict[str, np.ndarray]:
         """{"behaviour": item-kNN, "ease": EASE} scores, (queries, candidates), of ``weighted``
         (queries, items) item weights that stand for a history, as :meth:`behaviour` and :meth:`ease`
-        score the rows of :meth:`history_matrix`."""
-        return {"behaviour": self._scores(weighted, self.similarity, candidate_cols),
-                "ease": self._scores(weighted, self.ease_weights, candidate_cols)}
+        score the rows of :meth:`history_matrix`; only those in ``names``."""
+        tables = {"behaviour": self.similarity, "ease": self.ease_weights}
+        return {name: self._scores(weighted, tables[name], candidate_cols) for name in names}
 
     def ease(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
         """(queries, candidates) EASE score of the recency-weighted history (zeros when not fitted)."""

@@ -8,6 +8,7 @@ reasons are made from.
 
 relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
 + w_q * SASRec's next-item probability (:mod:`coldrec.rank.sequential`, when fitted) + w_u * unseen
++ w_k * item-kNN of the best candidates outside the history (pseudo-relevance feedback, :mod:`coldrec.rank.feedback`)
 + the cosines with the history's items (newest, recency-weighted mean, best of the newest five), the same three over the items' words (TF-IDF rows of the candidate's and the history items'
 texts, :mod:`coldrec.rank.lexical`: a new item has them from its text alone) + w_p * popularity +
 w_f * freshness (:mod:`coldrec.rank.fusion`), with the signals, vocabulary and weights
@@ -38,7 +39,8 @@ from ray import serve
 from coldrec.rank.fusion import (
     CONTENT_FEATURES, HISTORY_MAX_ITEMS, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
 )  # fmt: skip
-from coldrec.rank.free_text import FEEDBACK, Feedback, pseudo_history, text_features, uses_feedback
+from coldrec.rank.feedback import FEEDBACK, Feedback, history_feedback, pseudo_history
+from coldrec.rank.free_text import text_features, uses_feedback
 from coldrec.rank.lexical import LexicalVectors, RowCache, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
@@ -129,9 +131,12 @@ def candidate_lexical(candidates: list[dict[str, Any]], history: list[dict[str, 
 
 
 def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features: dict[str, np.ndarray],
-                      signals: BehaviourSignals, weights: FusionWeights) -> list[dict[str, Any] | None]:
+                      signals: BehaviourSignals, weights: FusionWeights, candidates: list[dict[str, Any]] | None = None,
+                      pseudo: sp.csr_matrix | None = None) -> list[dict[str, Any] | None]:
     """Per candidate, the history item (newest first) that gave it most of its item-kNN, transition or
-    SASRec score, None when those add nothing. ``cols``: (candidates,) signal rows; ``features``: fuse's."""
+    SASRec score, None when those add nothing. ``cols``: (candidates,) signal rows; ``features``: fuse's.
+    With the feedback's ``pseudo``-history, a candidate that the feedback lifted more than the history
+    did gets the best match among ``candidates`` that carried it."""
     behaviour = features["behaviour"][0]  # (candidates,)
     sequence = weights.sequence * features["sequence"][0]  # what follows the newest item
     if "sasrec" in features:
@@ -148,6 +153,13 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
         by_id = {h["item_id"]: h for h in history}
         for i, item_id in zip(by_behaviour, main_neighbour(signals, weighted, cols[by_behaviour])):
             sources[i] = by_id[item_id]
+    if pseudo is not None and candidates is not None and pseudo.nnz:
+        lifted = weights.feedback * features["feedback"][0]
+        by_feedback = np.flatnonzero((lifted > weights.behaviour * behaviour) & (lifted > sequence) & (lifted > 0))
+        if len(by_feedback):
+            by_id = {c["item_id"]: c for c in candidates}
+            for i, item_id in zip(by_feedback, main_neighbour(signals, pseudo, cols[by_feedback])):
+                sources[i] = by_id[item_id]
     return sources
 
 
@@ -165,7 +177,7 @@ def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None,
     """Candidates of a request that is free text alone, with ``score`` = content + the weights for
     free text (:func:`coldrec.rank.free_text.text_features`), ``content_score`` = the retrieval
     score, and ``behaviour_source`` = the candidate among the best matches (the feedback's
-    pseudo-history, :func:`coldrec.rank.free_text.pseudo_history` with ``feedback``) that gave it
+    pseudo-history, :func:`coldrec.rank.feedback.pseudo_history` with ``feedback``) that gave it
     most of its item-kNN score, None when that adds nothing. ``query_row``: (1, vocabulary) the text's TF-IDF row (None: no
     word overlap); ``rows`` has the candidates' rows (:func:`coldrec.rank.free_text.query_words` of
     the two, computed as :meth:`coldrec.rank.lexical.RowCache.dots`)."""
@@ -191,15 +203,17 @@ def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None,
 
 def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signals: BehaviourSignals,
          weights: FusionWeights, lexical: LexicalVectors | RowCache | None = None,
-         sequential: SequentialSignal | None = None) -> list[dict[str, Any]]:
+         sequential: SequentialSignal | None = None, feedback: Feedback = FEEDBACK) -> list[dict[str, Any]]:
     """Candidates with ``score`` = fused relevance, ``content_score`` = the retrieval score, and
     ``behaviour_source`` = the history item that gave the candidate most of its item-kNN,
     transition or SASRec score (None when those add nothing). ``history`` is newest first.
 
     The features are :func:`coldrec.rank.fusion.signal_features`,
     :func:`coldrec.rank.fusion.content_features`, (with ``lexical``)
-    :func:`coldrec.rank.lexical.lexical_features` and (with ``sequential``)
-    :meth:`coldrec.rank.sequential.SequentialSignal.scores` themselves, for the candidates only.
+    :func:`coldrec.rank.lexical.lexical_features`, (with ``sequential``)
+    :meth:`coldrec.rank.sequential.SequentialSignal.scores` and (when ``weights`` use it)
+    :func:`coldrec.rank.feedback.history_feedback` with ``feedback`` themselves, for the candidates only:
+    the feedback's best matches are the best candidates outside the history.
     """
     if not candidates:
         return []
@@ -211,8 +225,13 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
     if sequential is not None and weights.uses_sequential:
         features["sasrec"] = sequential.scores([oldest_first], sequential.columns([c["item_id"] for c in candidates]))
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
+    pseudo = None
+    if weights.uses_feedback:
+        past = set(oldest_first)
+        own = [j for j, c in enumerate(candidates) if c["item_id"] in past]
+        features["feedback"], pseudo = history_feedback(signals, cols, content[None], [own], feedback)
     score = fused_scores(content[None], features, weights)[0]
-    sources = behaviour_sources(history, cols, features, signals, weights)
+    sources = behaviour_sources(history, cols, features, signals, weights, candidates, pseudo)
     return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": source}
             for c, c_score, f_score, source in zip(candidates, content.tolist(), score.tolist(), sources)]
 
@@ -227,6 +246,7 @@ class Reranker:
         self.weights = FusionWeights()
         self.text_weights: FusionWeights | None = None  # for free text alone; None: content alone
         self.text_feedback = FEEDBACK  # how its pseudo-history is chosen: as when text_weights were learned
+        self.feedback = FEEDBACK  # the same for history users' feedback, as when weights were learned
         self.calls: Counter = Counter()  # calls per method (and lists reranked by rerank_many), for info()
         if reranker_dir:
             saved = load_reranker(reranker_dir)
@@ -234,6 +254,8 @@ class Reranker:
             self.text_weights = saved.text_weights
             if saved.text_feedback:
                 self.text_feedback = Feedback(**saved.text_feedback)
+            if saved.feedback:
+                self.feedback = Feedback(**saved.feedback)
             self.lexical = None if saved.lexical is None else RowCache(saved.lexical)
             if self.sequential is not None:
                 import torch
@@ -325,7 +347,7 @@ class Reranker:
         fresh = [c for c in candidates if c["item_id"] not in seen]
         history, words = (context or {}).get("history") or [], (context or {}).get("words") or []
         if self.signals is not None and history:
-            fresh = fuse(fresh, history, self.signals, self.weights, self.lexical, self.sequential)
+            fresh = fuse(fresh, history, self.signals, self.weights, self.lexical, self.sequential, self.feedback)
         elif self._text_alone(context) is not None:
             # The history weights' item priors were learned beside history features and would bury
             # the items the words describe; free text alone has weights learned on free-text queries.
