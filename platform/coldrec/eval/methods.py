@@ -211,7 +211,7 @@ class Methods:
                 near.update(catalog_lexical_features(histories, lexical, position, signals.decay))
             if sequential is not None and weights.uses_sequential:
                 near["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
-            if weights.uses_feedback:
+            if weights.uses_history_feedback:
                 near["feedback"] = catalog_feedback(signals, cols, content, histories, position)
             scores = fused_scores(content, {**signal_features(signals, histories, cols), **near}, weights)
             if text_weights is not None and "free_text" in batch:

@@ -79,7 +79,7 @@ class FusionWeights(BaseModel):
         return {name: value for name, value in self.model_dump().items() if value}
 
     @property
-    def uses_feedback(self) -> bool:
+    def uses_history_feedback(self) -> bool:
         """Whether the history users' pseudo-relevance feedback has weight (:func:`coldrec.rank.feedback.history_feedback`)."""
         return bool(self.feedback)
 

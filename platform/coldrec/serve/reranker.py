@@ -226,7 +226,7 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
         features["sasrec"] = sequential.scores([oldest_first], sequential.columns([c["item_id"] for c in candidates]))
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
     pseudo = None
-    if weights.uses_feedback:
+    if weights.uses_history_feedback:
         past = set(oldest_first)
         own = [j for j, c in enumerate(candidates) if c["item_id"] in past]
         features["feedback"], pseudo = history_feedback(signals, cols, content[None], [own], feedback)
