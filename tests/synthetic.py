@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -17,6 +18,18 @@ TOPICS = {
     "paper": ["copy paper ream letter size", "sticky notes yellow", "legal pad ruled", "index cards"],
     "chair": ["ergonomic office chair mesh", "desk chair lumbar support", "chair mat for carpet", "stool"],
 }
+
+TASTE_ITEMS = [f"i{n}" for n in range(8)]
+
+
+def taste_examples() -> pd.DataFrame:
+    """Twelve training examples in two taste groups (i0-i3, i4-i6); i7 is never interacted with."""
+    rows = []
+    for u in range(12):
+        group = TASTE_ITEMS[:4] if u % 2 else TASTE_ITEMS[4:7]
+        seq = [group[(u + s) % len(group)] for s in range(4)]
+        rows.append({"user_id": f"u{u}", "history": seq[:-1], "target": seq[-1]})
+    return pd.DataFrame(rows)
 
 
 def write_processed(root: Path, users: int = 24, history: int = 6, seed: int = 0) -> Path:

@@ -13,18 +13,7 @@ from coldrec.rank.fusion import (
 )  # fmt: skip
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.reranker import Reranker, fuse
-
-ITEMS = [f"i{n}" for n in range(8)]
-
-
-def examples() -> pd.DataFrame:
-    """Two taste groups (i0-i3, i4-i6); i7 is never interacted with."""
-    rows = []
-    for u in range(12):
-        group = ITEMS[:4] if u % 2 else ITEMS[4:7]
-        seq = [group[(u + s) % len(group)] for s in range(4)]
-        rows.append({"user_id": f"u{u}", "history": seq[:-1], "target": seq[-1]})
-    return pd.DataFrame(rows)
+from synthetic import TASTE_ITEMS as ITEMS, taste_examples as examples
 
 
 def test_history_feedback_leaves_the_history_out_of_the_best_matches():

@@ -13,18 +13,7 @@ from coldrec.rank.free_text import TEXT_FEATURES
 from coldrec.rank.fusion import FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker, signal_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.reranker import Reranker, explain, fuse
-
-ITEMS = [f"i{n}" for n in range(8)]
-
-
-def examples() -> pd.DataFrame:
-    """Two taste groups (i0-i3, i4-i6); i7 is never interacted with."""
-    rows = []
-    for u in range(12):
-        group = ITEMS[:4] if u % 2 else ITEMS[4:7]
-        seq = [group[(u + s) % len(group)] for s in range(4)]
-        rows.append({"user_id": f"u{u}", "history": seq[:-1], "target": seq[-1]})
-    return pd.DataFrame(rows)
+from synthetic import TASTE_ITEMS as ITEMS, taste_examples as examples
 
 
 def test_behaviour_ranks_like_item_knn_and_is_scaled_to_one():
