@@ -101,5 +101,5 @@ def test_fit_fusion_learns_the_feedback_only_when_asked_and_reports_its_settings
     weights, report = fit_fusion(signals, encoder, vectors, ITEMS, valid, softmax_start=False)
     assert weights.feedback == 0 and "feedback" not in report
     weights, report = fit_fusion(signals, encoder, vectors, ITEMS, valid, softmax_start=False, feedback=True)
-    assert weights.feedback > 0 and report["feedback"] == Feedback()._asdict()
+    assert weights.feedback > 0 and report["feedback"] == {"items": 10, "temperature": 0.1}
     assert report["ndcg@10"] > report["content_only_ndcg@10"]

@@ -272,7 +272,7 @@ def test_fit_reranker_job_writes_what_the_app_loads(tmp_path, tiny_backbone):
     assert lexical is not None and lexical.vocabulary_size > 0  # fitted on the index's item texts
     assert text_weights is not None  # learned on validation examples described in words
     assert text_feedback == {"items": 10, "temperature": 0.1, "words": 1.0}  # what they were learned with
-    assert feedback is None  # eval.fused_feedback is off by default: no history feedback was learned
+    assert feedback == {"items": 10, "temperature": 0.1}  # eval.fused_feedback is on by default
     assert _reranker_dir(None, version_dir) == str(version_dir / "rerank")
     assert _reranker_dir("none", version_dir) is None
     with pytest.raises(ValueError, match="coldrec rerank"):

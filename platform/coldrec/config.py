@@ -227,8 +227,9 @@ class EvalConfig(_Strict):
     # (coldrec.rank.fusion.softmax_weights); off: only from content alone, the search before 2026-12-02.
     fused_softmax_start: bool = True
     # The fused reranker's pseudo-relevance feedback for users with a history: the item-kNN of the
-    # profile model's best matches outside the history (coldrec.rank.feedback.history_feedback).
-    fused_feedback: bool = False
+    # profile model's best matches outside the history (coldrec.rank.feedback.history_feedback). On:
+    # on amazon-scientific it paid on held-out validation users (BENCHMARKS.md, fusion-ablation-feedback).
+    fused_feedback: bool = True
     # A query that is free text alone (the cold-user protocol's bucket "0") is scored by weights of
     # its own, learned on validation examples turned into free-text descriptions (coldrec.rank.free_text):
     # the text's word overlap with each item, popularity and freshness. Off: the weights learned

@@ -27,7 +27,8 @@ OWN = -1e9  # the first-stage score of a history item: never among the best matc
 
 class Feedback(NamedTuple):
     """How a pseudo-history is chosen; saved with the weights learned with it (free text:
-    ``text_report["feedback"]``), so the Reranker applies the settings its weights were learned for."""
+    ``text_report["feedback"]``; history users: ``report["feedback"]``, without ``words``), so the
+    Reranker applies the settings its weights were learned for."""
 
     items: int = 10  # the best matches whose behaviour neighbours the query gets
     temperature: float = 0.1  # of the softmax that weighs them by their first-stage score

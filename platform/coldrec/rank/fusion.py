@@ -356,7 +356,8 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     _, decay, weights, report = best
     signals.decay = decay
     log.info("fusion weights %s, history decay %s: validation %s", weights.model_dump(), decay, report)
-    extra = {"feedback": FEEDBACK._asdict()} if feedback else {}  # as the Reranker must choose them
+    # The feedback's settings, as the Reranker must choose its best matches (by content alone: no words)
+    extra = {"feedback": {"items": FEEDBACK.items, "temperature": FEEDBACK.temperature}} if feedback else {}
     return weights, {**report, "decay": decay, **extra}
 
 
