@@ -206,7 +206,8 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
          sequential: SequentialSignal | None = None, feedback: Feedback = FEEDBACK) -> list[dict[str, Any]]:
     """Candidates with ``score`` = fused relevance, ``content_score`` = the retrieval score, and
     ``behaviour_source`` = the history item that gave the candidate most of its item-kNN,
-    transition or SASRec score (None when those add nothing). ``history`` is newest first.
+    transition or SASRec score, or the best match that carried it when the feedback lifted it more
+    (None when those add nothing). ``history`` is newest first.
 
     The features are :func:`coldrec.rank.fusion.signal_features`,
     :func:`coldrec.rank.fusion.content_features`, (with ``lexical``)
