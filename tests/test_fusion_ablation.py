@@ -43,7 +43,7 @@ def test_ablation_records_every_variant_on_held_out_validation_users(tmp_path, t
     rows = json.loads((tmp_path / "benchmarks" / "results" / "fusion-ablation.json").read_text())
     variants = {r["variant"] for r in rows}
     assert {"content", "linear, coordinate ascent (shipped)", "linear, coordinate ascent, no word overlap",
-            "linear, coordinate ascent, with feedback", "linear, softmax cross-entropy",
+            "linear, coordinate ascent, no feedback", "linear, softmax cross-entropy",  # feedback is on by default
             "linear, softmax cross-entropy + user-kNN (3)"} <= variants
     assert ("LightGBM lambdarank, top-10" in variants) == (importlib.util.find_spec("lightgbm") is not None)
     assert {r["repeat"] for r in rows} == {0, 1}
