@@ -150,16 +150,11 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
     by_behaviour = np.flatnonzero(~by_sequence & (behaviour > 0)) if weights.behaviour > 0 else []
     if len(by_behaviour):
         weighted = signals.history_matrix([[h["item_id"] for h in reversed(history)]])  # (1, items): their weights
-        by_id = {h["item_id"]: h for h in history}
-        for i, item_id in zip(by_behaviour, main_neighbour(signals, weighted, cols[by_behaviour])):
-            sources[i] = by_id[item_id]
+        credit(sources, by_behaviour, signals, weighted, cols, history)
     if pseudo is not None and candidates is not None and pseudo.nnz:
         lifted = weights.feedback * features["feedback"][0]
         by_feedback = np.flatnonzero((lifted > weights.behaviour * behaviour) & (lifted > sequence) & (lifted > 0))
-        if len(by_feedback):
-            by_id = {c["item_id"]: c for c in candidates}
-            for i, item_id in zip(by_feedback, main_neighbour(signals, pseudo, cols[by_feedback])):
-                sources[i] = by_id[item_id]
+        credit(sources, by_feedback, signals, pseudo, cols, candidates)
     return sources
 
 
@@ -169,6 +164,17 @@ def main_neighbour(signals: BehaviourSignals, weighted: sp.csr_matrix, cols: np.
     similarity = signals.similarity[weighted.indices][:, np.maximum(cols, 0)].toarray()
     contrib = weighted.data[:, None] * similarity  # (weighted items, candidates)
     return [signals.item_ids[weighted.indices[row]] for row in np.argmax(contrib, axis=0)]
+
+
+def credit(sources: list[dict[str, Any] | None], at: np.ndarray, signals: BehaviourSignals, weighted: sp.csr_matrix,
+           cols: np.ndarray, items: list[dict[str, Any]]) -> None:
+    """Sets ``sources[i]``, for each candidate position i in ``at``, to the one of ``items`` (the
+    items of ``weighted``, each with an item_id) that gave it most of its item-kNN score
+    (:func:`main_neighbour`); ``cols``: every candidate's signal row."""
+    if len(at):
+        by_id = {item["item_id"]: item for item in items}
+        for i, item_id in zip(at, main_neighbour(signals, weighted, cols[at])):
+            sources[i] = by_id[item_id]
 
 
 def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None, signals: BehaviourSignals,
@@ -192,11 +198,8 @@ def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None,
     features = text_features(signals, cols, words, pseudo)
     score = fused_scores(content[None], features, weights)[0]
     sources: list[dict[str, Any] | None] = [None] * len(candidates)
-    carried = np.flatnonzero(features["behaviour"][0] > 0) if pseudo is not None and weights.behaviour else []
-    if len(carried):
-        by_id = {c["item_id"]: c for c in candidates}
-        for i, item_id in zip(carried, main_neighbour(signals, pseudo, cols[carried])):
-            sources[i] = by_id[item_id]
+    if pseudo is not None and weights.behaviour:
+        credit(sources, np.flatnonzero(features["behaviour"][0] > 0), signals, pseudo, cols, candidates)
     return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": source}
             for c, c_score, f_score, source in zip(candidates, content.tolist(), score.tolist(), sources)]
 
