@@ -23,6 +23,8 @@ search's noise. Variants:
 - ``linear, coordinate ascent, with feedback`` (or ``no feedback`` when ``eval.fused_feedback=true``): the
   same search with the other setting of the history users' pseudo-relevance feedback
   (:func:`coldrec.rank.feedback.history_feedback`).
+- ``linear, coordinate ascent, with RP3beta`` (or ``no RP3beta`` when ``eval.fused_rp3=true``): the same
+  search with the other setting of the ``rp3`` feature (:class:`coldrec.rank.signals.BehaviourSignals`).
 - ``linear, softmax cross-entropy``: the same linear score, its weights (content's included) fit
   by L-BFGS on the full-catalog softmax loss of the targets: convex, so no search path.
 - ``... + user-kNN``: that fit with one more feature, user-based CF (the similarity-weighted item
@@ -67,7 +69,7 @@ from coldrec.rank.sequential import SequentialSignal  # noqa: E402
 from coldrec.rank.signals import BehaviourSignals  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10")
-VARIANTS = ("content-start", "no-words", "sasrec", "feedback", "softmax", "user-knn", "lightgbm")  # besides content and the shipped search
+VARIANTS = ("content-start", "no-words", "sasrec", "feedback", "rp3", "softmax", "user-knn", "lightgbm")  # besides content and the shipped search
 log = logging.getLogger("fusion_ablation")
 
 
@@ -203,13 +205,13 @@ def main() -> None:
 
         def shipped(lexical_rows: sp.csr_matrix | None, sequential: SequentialSignal | None,
                     softmax_start: bool = cfg.eval.fused_softmax_start, feedback: bool = cfg.eval.fused_feedback,
-                    ) -> tuple[FusionWeights, dict, dict[str, np.ndarray]]:  # fmt: skip
+                    rp3: bool = cfg.eval.fused_rp3) -> tuple[FusionWeights, dict, dict[str, np.ndarray]]:
             """fit_fusion on the tuning part; (weights, report, every feature at the chosen decay)."""
             weights, report = fit_fusion(signals, encoder, vectors, item_ids, valid.iloc[tune],
                                          cfg.eval.itemknn_decays, batch_size=cfg.eval.batch_size, max_users=None,
                                          seed=cfg.eval.seed, lexical_rows=lexical_rows, sequential=sequential,
-                                         softmax_start=softmax_start, feedback=feedback)
-            features = {**signal_features(signals, histories, signals.columns(item_ids)),
+                                         softmax_start=softmax_start, feedback=feedback, rp3=rp3)
+            features = {**signal_features(signals, histories, signals.columns(item_ids), rp3),
                         **content_features(near_items, vectors, signals.decay)}
             if lexical_rows is not None:
                 features.update(catalog_lexical_features(histories, lexical_rows, position, signals.decay))
@@ -242,6 +244,11 @@ def main() -> None:
             toggled = not cfg.eval.fused_feedback
             plain_weights, _, plain_features = shipped(lexical, shipped_sequential, feedback=toggled)
             results[f"linear, coordinate ascent, {'with' if toggled else 'no'} feedback"] = full(
+                fused_scores(content, plain_features, plain_weights), held)
+        if "rp3" in variants:  # the other setting of eval.fused_rp3
+            toggled = not cfg.eval.fused_rp3
+            plain_weights, _, plain_features = shipped(lexical, shipped_sequential, rp3=toggled)
+            results[f"linear, coordinate ascent, {'with' if toggled else 'no'} RP3beta"] = full(
                 fused_scores(content, plain_features, plain_weights), held)
         if "softmax" in variants:
             w = softmax_weights(stack[tune], targets[tune])

@@ -74,6 +74,26 @@ def test_ease_feature_ranks_like_the_ease_baseline():
         assert np.allclose(a[top] / b[top], (a[top] / b[top])[0], rtol=1e-4)
 
 
+def test_rp3_is_the_popularity_penalised_random_walk_with_rows_scaled_to_one():
+    extra = pd.DataFrame({"user_id": ["z1", "z2", "z3"], "history": [["i0"], ["i0", "i2"], ["i4"]],
+                          "target": ["i5", "i1", "i0"]})  # uneven: users of one, two and three items
+    train = pd.concat([examples(), extra], ignore_index=True)
+    signals = BehaviourSignals.fit(train, ITEMS, top_m=len(ITEMS))
+    x = user_item_matrix(train, ITEMS).toarray().astype(np.float64)  # (users, items) 0/1
+    counts = np.maximum(x.sum(axis=0), 1.0)  # i7 has none
+    walk = (x / counts).T @ (x / x.sum(axis=1, keepdims=True))  # P(i -> user -> j)
+    walk /= np.sqrt(counts)[None, :]  # the popularity penalty, beta 0.5
+    np.fill_diagonal(walk, 0.0)
+    expected = walk / np.maximum(walk.max(axis=1, keepdims=True), 1e-12)
+    assert len(np.unique(np.round(expected[expected > 0], 6))) > 3  # not all ones
+    assert np.allclose(signals.rp3.toarray(), expected, atol=1e-6)
+    hist = [["i0", "i1"], ["i5"]]
+    cols = signals.columns(ITEMS)
+    features = signal_features(signals, hist, cols)
+    assert np.allclose(features["rp3"], signals.history_matrix(hist).toarray() @ expected, atol=1e-6)
+    assert "rp3" not in signal_features(signals, hist, cols, rp3=False)
+
+
 def test_save_and_load_round_trip(tmp_path):
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
@@ -84,6 +104,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert np.allclose(loaded.behaviour(hist), signals.behaviour(hist))
     assert np.allclose(loaded.sequence(hist), signals.sequence(hist)) and signals.sequence(hist).any()
     assert np.allclose(loaded.ease(hist), signals.ease(hist)) and signals.ease(hist).any()
+    assert (loaded.rp3 != signals.rp3).nnz == 0 and signals.rp3.nnz
     with pytest.raises(FileNotFoundError, match="coldrec rerank"):
         load_reranker(tmp_path / "missing")
 
@@ -169,7 +190,7 @@ def test_serving_fusion_equals_the_evaluated_fusion():
     from coldrec.rank.fusion import content_features, history_vectors
 
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7, ease_lambda=1.0)
-    weights = FusionWeights(behaviour=2.0, ease=1.5, sequence=0.7, unseen=0.3, newest=0.4, history_mean=0.6,
+    weights = FusionWeights(behaviour=2.0, ease=1.5, rp3=0.9, sequence=0.7, unseen=0.3, newest=0.4, history_mean=0.6,
                             history_max=0.2, popularity=0.1, freshness=0.05)
     history = ["i4", "i2", "i1", "unknown"]  # oldest first; in training, i1 is followed by i2
     cands = ["i0", "i2", "i5", "i7", "brand-new"]
@@ -183,7 +204,7 @@ def test_serving_fusion_equals_the_evaluated_fusion():
     near = content_features(history_vectors([history], vectors, position), vectors[[position[c] for c in cands]],
                             signals.decay)
     features = {**signal_features(signals, [history], cols), **near}
-    assert features["sequence"].any() and features["behaviour"].any() and features["ease"].any()
+    assert features["sequence"].any() and features["behaviour"].any() and features["ease"].any() and features["rp3"].any()
     assert features["unseen"][0].tolist() == [1, 0, 1, 1, 1]
     expected = fused_scores(content[None], features, weights)[0]
     served = fuse([{"item_id": c, "title": c, "score": float(s), "vector": vectors[position[c]]}

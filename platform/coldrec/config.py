@@ -230,6 +230,10 @@ class EvalConfig(_Strict):
     # profile model's best matches outside the history (coldrec.rank.feedback.history_feedback). On:
     # on amazon-scientific it paid on held-out validation users (BENCHMARKS.md, fusion-ablation-feedback).
     fused_feedback: bool = True
+    # The fusion's ``rp3`` feature: RP3beta, a random walk item -> user -> item with a popularity
+    # penalty (coldrec.rank.signals). Off until it pays on held-out validation users
+    # (benchmarks/fusion_ablation.py --variants rp3).
+    fused_rp3: bool = False
     # A query that is free text alone (the cold-user protocol's bucket "0") is scored by weights of
     # its own, learned on validation examples turned into free-text descriptions (coldrec.rank.free_text):
     # the text's word overlap with each item, popularity and freshness. Off: the weights learned

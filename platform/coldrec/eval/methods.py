@@ -185,7 +185,7 @@ class Methods:
                                          batch_size=self.cfg.batch_size, max_users=self.cfg.tune_max_users,
                                          seed=self.cfg.seed, lexical_rows=lexical, sequential=sequential,
                                          softmax_start=self.cfg.fused_softmax_start,
-                                         feedback=self.cfg.fused_feedback)
+                                         feedback=self.cfg.fused_feedback, rp3=self.cfg.fused_rp3)
         if sequential is not None:
             chosen["sasrec"] = {k: sequential.report[k] for k in ("best_epoch", "epochs_run", "seconds")}
         self.chosen["fused"] = {"chosen": weights.model_dump(), "content": source, "ease_lambda": lam, **chosen}
@@ -213,7 +213,7 @@ class Methods:
                 near["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
             if weights.uses_history_feedback:
                 near["feedback"] = catalog_feedback(signals, cols, content, histories, position)
-            scores = fused_scores(content, {**signal_features(signals, histories, cols), **near}, weights)
+            scores = fused_scores(content, {**signal_features(signals, histories, cols, bool(weights.rp3)), **near}, weights)
             if text_weights is not None and "free_text" in batch:
                 alone = np.array([not len(h) and isinstance(f, str) and bool(f)
                                   for h, f in zip(histories, batch["free_text"])], dtype=bool)

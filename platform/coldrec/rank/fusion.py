@@ -1,7 +1,7 @@
 """relevance = content + sum of w_f * feature_f, and how to learn the w.
 
 Features (:class:`coldrec.rank.signals.BehaviourSignals`): ``behaviour`` (item-kNN), ``ease``
-(EASE weights, when fitted), ``sequence`` (transitions from the newest item), ``unseen`` (not
+(EASE weights, when fitted), ``rp3`` (RP3beta's random walk, with ``eval.fused_rp3``), ``sequence`` (transitions from the newest item), ``unseen`` (not
 in the user's history: how rarely people re-buy), and three content features made from the item
 vectors (:func:`content_features`): ``newest`` (cosine with the user's newest history item:
 recency, which the profile text mixes with older items), ``history_mean`` (the recency-weighted
@@ -54,6 +54,7 @@ class FusionWeights(BaseModel):
 
     behaviour: float = Field(0.0, ge=0)
     ease: float = Field(0.0, ge=0)
+    rp3: float = Field(0.0, ge=0)
     feedback: float = Field(0.0, ge=0)
     sequence: float = Field(0.0, ge=0)
     sasrec: float = Field(0.0, ge=0)
@@ -97,6 +98,7 @@ class FusionGrid(BaseModel):
 
     behaviour: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
     ease: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2])
+    rp3: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4])
     feedback: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
     sequence: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
     sasrec: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
@@ -232,9 +234,12 @@ def search_from_softmax(content: np.ndarray, features: dict[str, np.ndarray], ta
     return weights, {**report, "searches": searches, "points_tried": tried}
 
 
-def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray) -> dict:
-    """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols``."""
-    return {**signals.of_items(signals.history_matrix(histories), cols),  # behaviour and ease, one history matrix
+def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray,
+                    rp3: bool = True) -> dict:
+    """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols`` (``rp3``
+    only with ``rp3``)."""
+    names = ("behaviour", "ease", "rp3") if rp3 else ("behaviour", "ease")
+    return {**signals.of_items(signals.history_matrix(histories), cols, names),  # one history matrix
             "sequence": signals.sequence(histories, cols), "unseen": signals.unseen(histories, cols),
             "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
 
@@ -315,7 +320,7 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
                valid: pd.DataFrame, decays: Sequence[float] = (1.0,), grid: FusionGrid | None = None,
                batch_size: int = 64, max_users: int | None = 2000, seed: int = 0,
                lexical_rows: sp.csr_matrix | None = None, sequential: SequentialSignal | None = None,
-               softmax_start: bool = True, feedback: bool = False) -> tuple[FusionWeights, dict]:
+               softmax_start: bool = True, feedback: bool = False, rp3: bool = False) -> tuple[FusionWeights, dict]:
     """Learn the weights (and the signals' history decay) on validation examples.
 
     ``valid``: rows with history, profile_text and target (a catalog item id); ``item_vectors``
@@ -323,7 +328,8 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     given, the items' TF-IDF rows (:class:`coldrec.rank.lexical.LexicalVectors`) in that order;
     without them the lexical weights stay 0; likewise the ``sasrec`` weight without ``sequential``,
     a SASRec fitted on the same training examples as ``signals``; the ``feedback`` weight only with
-    ``feedback`` (:func:`coldrec.rank.feedback.history_feedback`). Per decay, coordinate ascent
+    ``feedback`` (:func:`coldrec.rank.feedback.history_feedback`), the ``rp3`` weight only with ``rp3``
+    (RP3beta, :class:`coldrec.rank.signals.BehaviourSignals`). Per decay, coordinate ascent
     runs from content alone (the vector features, then the word ones from there) and, with
     ``softmax_start``, again from :func:`softmax_weights`; the better on validation wins. Sets
     ``signals.decay`` to the chosen decay. Returns (weights, report).
@@ -339,7 +345,7 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     best: tuple[float, float, FusionWeights, dict] | None = None
     for decay in decays:  # one recency decay for the behaviour signals and history_mean
         signals.decay = decay
-        features = {**signal_features(signals, histories, cols), **content_features(vectors, item_vectors, decay),
+        features = {**signal_features(signals, histories, cols, rp3), **content_features(vectors, item_vectors, decay),
                     **ordered}
         weights, report = learn_weights(content, features, targets, grid, seed)
         if lexical_rows is not None:  # then the word-overlap weights too, starting from that optimum

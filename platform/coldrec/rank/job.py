@@ -69,7 +69,7 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
                                  batch_size=cfg.eval.batch_size, max_users=cfg.eval.tune_max_users,
                                  seed=cfg.eval.seed, lexical_rows=lexical_rows,
                                  sequential=sequential, softmax_start=cfg.eval.fused_softmax_start,
-                                 feedback=cfg.eval.fused_feedback)
+                                 feedback=cfg.eval.fused_feedback, rp3=cfg.eval.fused_rp3)
     text_weights, text_report = _fit_text_weights(cfg, signals, encoder, vectors, item_ids, valid, lexical,
                                                   lexical_rows)
     known = pd.concat([train, valid, load_examples(pdir, "test")], ignore_index=True)  # every interaction, once chosen

@@ -1,6 +1,6 @@
 """Behavioural signals of the catalog, learned from training interactions only.
 
-Up to five per-item or per-(user, item) features, each scaled to [0, 1] by something that does not
+Per-item or per-(user, item) features, each scaled to [0, 1] by something that does not
 depend on which candidates are being compared, so the same weights mean the same thing in a
 full-ranking evaluation and in the serving reranker's top-N:
 
@@ -13,6 +13,11 @@ full-ranking evaluation and in the serving reranker's top-N:
 - ``ease(u, j)``: EASE (Steck, 2019) item-item weights B, the mean over the user's recency-
   weighted history rows of B; only when fitted with ``ease_lambda`` (a dense items^2 inverse,
   so for catalogs up to ``EASE_MAX_ITEMS``). Its top_m largest positive weights per row are kept.
+- ``rp3(u, j)``: RP3beta (Paudel et al., 2016), a three-step random walk item -> user -> item over
+  training users' item sets, P(i -> j) divided by j's interactions to the power ``RP3_BETA`` (so
+  that popular items do not win every walk); top_m per row, each row scaled to a maximum of 1,
+  then scored as behaviour is. Item-kNN's cosine normalises the co-occurrence symmetrically; the
+  walk normalises it by how many items each user holds, so a user with few items counts more.
 - ``unseen(u, j)``: 1 when item j is not in the user's history: a learned weight on it says how
   rarely people buy the same thing again (the full-ranking protocol keeps history items in).
 - ``popularity(j)``: log(1 + training interactions) / log(1 + the largest count).
@@ -37,14 +42,34 @@ import scipy.sparse as sp
 SIGNALS_FILE = "signals.npz"
 EASE_MAX_ITEMS = 30_000  # a dense float64 items^2 inverse: 30k items is 7 GB
 FEATURES = ("content", "behaviour", "popularity", "freshness")
+RP3_BETA = 0.5  # rp3's popularity penalty: P(i -> j) / count_j ** RP3_BETA
 
 
-def _cooccurrence(train: pd.DataFrame, position: dict[str, int]) -> sp.csr_matrix:
+def _user_items(train: pd.DataFrame, position: dict[str, int]) -> sp.csr_matrix:
+    """(training users, items) 0/1, items in ``position`` order."""
     from coldrec.eval.baselines import user_item_matrix
 
-    ids = sorted(position, key=position.get)
-    x = user_item_matrix(train, ids)  # (users, items) 0/1
-    return (x.T @ x).tocsr().astype(np.float32)  # (items, items)
+    return user_item_matrix(train, sorted(position, key=position.get))
+
+
+def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
+    rows = np.asarray(m.sum(axis=1)).ravel()
+    return (sp.diags(1.0 / np.maximum(rows, 1e-12)) @ m).tocsr()
+
+
+def _rp3beta(x: sp.csr_matrix, top_m: int, beta: float = RP3_BETA) -> sp.csr_matrix:
+    """(items, items) RP3beta of ``x`` (users, items) 0/1: P(item -> user -> item) / count ** beta,
+    zero diagonal, the ``top_m`` largest per row, each row scaled to a maximum of 1."""
+    x = x.tocsr().astype(np.float32)
+    walk = (_row_normalised(x.T.tocsr()) @ _row_normalised(x)).tocsr()  # (items, items) P(i -> j)
+    counts = np.asarray(x.sum(axis=0)).ravel()
+    walk = (walk @ sp.diags(1.0 / np.maximum(counts, 1.0) ** beta)).tocsr()
+    walk.setdiag(0.0)
+    walk.eliminate_zeros()
+    walk = _top_m(walk, top_m)
+    peak = np.zeros(walk.shape[0], dtype=np.float32)
+    np.maximum.at(peak, np.repeat(np.arange(walk.shape[0]), np.diff(walk.indptr)), walk.data)
+    return (sp.diags(1.0 / np.maximum(peak, 1e-12)) @ walk).tocsr().astype(np.float32)
 
 
 def _top_m(sim: sp.csr_matrix, m: int) -> sp.csr_matrix:
@@ -87,6 +112,7 @@ class BehaviourSignals:
     decay: float = 1.0  # history recency weight: newest 1, then decay, decay^2, ...
     transitions: sp.csr_matrix | None = None  # (items, items) P(next = j | newest = i), top_m per row
     ease_weights: sp.csr_matrix | None = None  # (items, items) EASE B, top_m per row
+    rp3: sp.csr_matrix | None = None  # (items, items) RP3beta, top_m per row, rows scaled to max 1
 
     def __post_init__(self) -> None:
         self.position = {item_id: i for i, item_id in enumerate(self.item_ids)}
@@ -101,7 +127,8 @@ class BehaviourSignals:
         there are timestamps, gives each item's first appearance for freshness."""
         item_ids = [str(i) for i in item_ids]
         position = {item_id: i for i, item_id in enumerate(item_ids)}
-        co = _cooccurrence(train, position)
+        x = _user_items(train, position)
+        co = (x.T @ x).tocsr().astype(np.float32)  # (items, items) co-occurrence
         diag = co.diagonal().astype(np.float32)
         norm = np.sqrt(np.maximum(diag, 1.0))
         inv = sp.diags(1.0 / norm)
@@ -121,7 +148,7 @@ class BehaviourSignals:
 
             ease = _top_m(sp.csr_matrix(np.maximum(EASE(train, item_ids).weights(ease_lambda), 0.0)), top_m)
         return cls(item_ids, _top_m(sim, top_m), diag, first, reference, half_life_days * 86400.0, decay,
-                   _top_m(_transitions(train, position), top_m), ease)
+                   _top_m(_transitions(train, position), top_m), ease, _rp3beta(x, top_m))
 
     # ---- features -----------------------------------------------------------------------
     def columns(self, item_ids: Sequence[str]) -> np.ndarray:
@@ -179,11 +206,12 @@ class BehaviourSignals:
         return out
 
     def of_items(self, weighted: sp.csr_matrix, candidate_cols: np.ndarray | None = None,
-                 names: Sequence[str] = ("behaviour", "ease")) -> dict[str, np.ndarray]:
-        """{"behaviour": item-kNN, "ease": EASE} scores, (queries, candidates), of ``weighted``
-        (queries, items) item weights that stand for a history, as :meth:`behaviour` and :meth:`ease`
-        score the rows of :meth:`history_matrix`; only those in ``names``."""
-        tables = {"behaviour": self.similarity, "ease": self.ease_weights}
+                 names: Sequence[str] = ("behaviour", "ease", "rp3")) -> dict[str, np.ndarray]:
+        """{"behaviour": item-kNN, "ease": EASE, "rp3": RP3beta} scores, (queries, candidates), of
+        ``weighted`` (queries, items) item weights that stand for a history, as :meth:`behaviour` and
+        :meth:`ease` score the rows of :meth:`history_matrix`; only those in ``names`` (zeros for one
+        not fitted)."""
+        tables = {"behaviour": self.similarity, "ease": self.ease_weights, "rp3": self.rp3}
         return {name: self._scores(weighted, tables[name], candidate_cols) for name in names}
 
     def ease(self, histories: Sequence[Sequence[str]], candidate_cols: np.ndarray | None = None) -> np.ndarray:
@@ -241,7 +269,7 @@ class BehaviourSignals:
             sim_data=sim.data, sim_indices=sim.indices, sim_indptr=sim.indptr, counts=self.counts,
             first_seen=self.first_seen, reference_time=np.nan if self.reference_time is None else self.reference_time,
             half_life=self.half_life, decay=self.decay, **_csr_arrays("tr", self.transitions),
-            **_csr_arrays("ease", self.ease_weights),
+            **_csr_arrays("ease", self.ease_weights), **_csr_arrays("rp3", self.rp3),
         )
         return path / SIGNALS_FILE
 
@@ -253,10 +281,10 @@ class BehaviourSignals:
             ref = float(z["reference_time"])
             transitions = (sp.csr_matrix((z["tr_data"], z["tr_indices"], z["tr_indptr"]), shape=(n, n))
                            if "tr_data" in z else None)
-            ease = (sp.csr_matrix((z["ease_data"], z["ease_indices"], z["ease_indptr"]), shape=(n, n))
-                    if "ease_data" in z else None)
+            ease, rp3 = ((sp.csr_matrix((z[f"{p}_data"], z[f"{p}_indices"], z[f"{p}_indptr"]), shape=(n, n))
+                          if f"{p}_data" in z else None) for p in ("ease", "rp3"))  # older files lack rp3
             return cls([str(i) for i in z["item_ids"]], sim, z["counts"], z["first_seen"],
-                       None if np.isnan(ref) else ref, float(z["half_life"]), float(z["decay"]), transitions, ease)
+                       None if np.isnan(ref) else ref, float(z["half_life"]), float(z["decay"]), transitions, ease, rp3)
 
 
 def _csr_arrays(prefix: str, matrix: sp.csr_matrix | None) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@
 "words": [query words], "text": the request's free text or None} is what behaviour scores and
 reasons are made from.
 
-relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_s * transitions from the newest item
+relevance = content + w_b * item-kNN behaviour + w_e * EASE + w_r * RP3beta + w_s * transitions from the newest item
 + w_q * SASRec's next-item probability (:mod:`coldrec.rank.sequential`, when fitted) + w_u * unseen
 + w_k * item-kNN of the best candidates outside the history (pseudo-relevance feedback, :mod:`coldrec.rank.feedback`)
 + the cosines with the history's items (newest, recency-weighted mean, best of the newest five), the same three over the items' words (TF-IDF rows of the candidate's and the history items'
@@ -223,7 +223,8 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
     oldest_first = [h["item_id"] for h in reversed(history)]
-    features = {**signal_features(signals, [oldest_first], cols), **candidate_content(candidates, history, signals.decay)}
+    features = {**signal_features(signals, [oldest_first], cols, rp3=bool(weights.rp3)),
+                **candidate_content(candidates, history, signals.decay)}
     if lexical is not None and weights.uses_lexical:
         features.update(candidate_lexical(candidates, history, lexical, signals.decay))
     if sequential is not None and weights.uses_sequential:
