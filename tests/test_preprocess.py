@@ -150,3 +150,18 @@ def test_malformed_file_stops_with_its_name(ray_session, tmp_path):
     )
     with pytest.raises(DataError, match=r"ml-100k\.inter: unreadable: .*Expected 4 columns"):
         preprocess(DataConfig(dataset="ml-100k", path=str(tmp_path), output_dir=str(tmp_path / "out")))
+
+
+def test_examples_are_read_in_the_same_order_whatever_the_files_are_named(tmp_path):
+    """A preprocess run names its files afresh; a seeded sample of the examples must not change with them."""
+    rows = pd.DataFrame({"user_id": ["b", "a", "c", "a"], "history": [["i1"], ["i1", "i2"], [], ["i1"]],
+                         "target": ["i2", "i3", "i1", "i2"]})
+    orders = []
+    for run, names in enumerate((("x", "y"), ("y", "x"))):
+        folder = tmp_path / str(run) / "examples" / "train"
+        folder.mkdir(parents=True)
+        rows.iloc[:2].to_parquet(folder / f"{names[0]}.parquet")  # the same rows, in files read in another order
+        rows.iloc[2:].to_parquet(folder / f"{names[1]}.parquet")
+        orders.append(load_examples(tmp_path / str(run), "train"))
+    pd.testing.assert_frame_equal(orders[0], orders[1])
+    assert list(zip(orders[0].user_id, orders[0].history.map(len))) == [("a", 1), ("a", 2), ("b", 1), ("c", 0)]

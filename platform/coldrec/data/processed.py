@@ -16,9 +16,16 @@ def load_items(processed_dir: str | Path) -> pd.DataFrame:
 
 
 def load_examples(processed_dir: str | Path, split: str) -> pd.DataFrame:
+    """One split's examples (user_id, history, target, ...), sorted by user, history length and target."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return pd.read_parquet(Path(processed_dir) / "examples" / split)
+    examples = pd.read_parquet(Path(processed_dir) / "examples" / split)
+    # The files' names, and so the order they are read in, change with every preprocess run: sorted,
+    # a seeded sample of the examples (the weights' tuning users, the validation users) is the same
+    # after every run on the same data.
+    key = examples.assign(_length=examples["history"].map(len))
+    order = key.sort_values(["user_id", "_length", "target"], kind="stable").index
+    return examples.loc[order].reset_index(drop=True)
 
 
 def load_stats(processed_dir: str | Path) -> dict:
