@@ -231,8 +231,8 @@ class EvalConfig(_Strict):
     # on amazon-scientific it paid on held-out validation users (BENCHMARKS.md, fusion-ablation-feedback).
     fused_feedback: bool = True
     # The fusion's ``rp3`` feature: RP3beta, a random walk item -> user -> item with a popularity
-    # penalty (coldrec.rank.signals). Off until it pays on held-out validation users
-    # (benchmarks/fusion_ablation.py --variants rp3).
+    # penalty (coldrec.rank.signals). Off: on amazon-scientific it did not pay on held-out validation
+    # users beside item-kNN and EASE (BENCHMARKS.md, fusion-ablation-rp3).
     fused_rp3: bool = False
     # A query that is free text alone (the cold-user protocol's bucket "0") is scored by weights of
     # its own, learned on validation examples turned into free-text descriptions (coldrec.rank.free_text):
