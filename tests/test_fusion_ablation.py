@@ -44,6 +44,7 @@ def test_ablation_records_every_variant_on_held_out_validation_users(tmp_path, t
     variants = {r["variant"] for r in rows}
     assert {"content", "linear, coordinate ascent (shipped)", "linear, coordinate ascent, no word overlap",
             "linear, coordinate ascent, no feedback", "linear, softmax cross-entropy",  # feedback is on by default
+            "linear, coordinate ascent, with RP3beta",  # and RP3beta off
             "linear, softmax cross-entropy + user-kNN (3)"} <= variants
     assert ("LightGBM lambdarank, top-10" in variants) == (importlib.util.find_spec("lightgbm") is not None)
     assert {r["repeat"] for r in rows} == {0, 1}
