@@ -199,7 +199,8 @@ def main() -> None:
         tune, held = np.sort(order[: args.tune_users]), np.sort(order[args.tune_users :])
         methods.build("ease", items, train, valid.iloc[tune])  # EASE's lambda, chosen on the tuning part
         lam = methods.chosen["ease"]["chosen"]
-        signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)  # each fit below sets its decay
+        signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam,  # each fit below sets its decay
+                                       rp3=cfg.eval.fused_rp3 or "rp3" in variants)
         sequential = (SequentialSignal.fit(train, item_ids, cfg.eval.sequential, valid.iloc[tune])
                       if cfg.eval.fused_sequential or "sasrec" in variants else None)  # epoch chosen on the tuning part
 

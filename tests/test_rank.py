@@ -78,7 +78,8 @@ def test_rp3_is_the_popularity_penalised_random_walk_with_rows_scaled_to_one():
     extra = pd.DataFrame({"user_id": ["z1", "z2", "z3"], "history": [["i0"], ["i0", "i2"], ["i4"]],
                           "target": ["i5", "i1", "i0"]})  # uneven: users of one, two and three items
     train = pd.concat([examples(), extra], ignore_index=True)
-    signals = BehaviourSignals.fit(train, ITEMS, top_m=len(ITEMS))
+    assert BehaviourSignals.fit(train, ITEMS).rp3 is None  # only when asked
+    signals = BehaviourSignals.fit(train, ITEMS, top_m=len(ITEMS), rp3=True)
     x = user_item_matrix(train, ITEMS).toarray().astype(np.float64)  # (users, items) 0/1
     counts = np.maximum(x.sum(axis=0), 1.0)  # i7 has none
     walk = (x / counts).T @ (x / x.sum(axis=1, keepdims=True))  # P(i -> user -> j)
@@ -95,7 +96,7 @@ def test_rp3_is_the_popularity_penalised_random_walk_with_rows_scaled_to_one():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0)
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0, rp3=True)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
     loaded, weights, lexical, sequential, text_weights, _, _ = load_reranker(tmp_path)
     assert weights == FusionWeights(behaviour=0.4) and loaded.decay == 0.5 and loaded.item_ids == ITEMS
@@ -189,7 +190,7 @@ def test_refinement_goes_between_and_past_the_grid_points():
 def test_serving_fusion_equals_the_evaluated_fusion():
     from coldrec.rank.fusion import content_features, history_vectors
 
-    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7, ease_lambda=1.0)
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7, ease_lambda=1.0, rp3=True)
     weights = FusionWeights(behaviour=2.0, ease=1.5, rp3=0.9, sequence=0.7, unseen=0.3, newest=0.4, history_mean=0.6,
                             history_max=0.2, popularity=0.1, freshness=0.05)
     history = ["i4", "i2", "i1", "unknown"]  # oldest first; in training, i1 is followed by i2

@@ -171,7 +171,8 @@ class Methods:
         # EASE's lambda: the one the EASE baseline chose on validation (its fit is cached).
         self.build("ease", items, train, valid, tune_train)
         lam = self.chosen["ease"]["chosen"]
-        signals = BehaviourSignals.fit(train if tune_train is None else tune_train, item_ids, ease_lambda=lam)
+        signals = BehaviourSignals.fit(train if tune_train is None else tune_train, item_ids, ease_lambda=lam,
+                                       rp3=self.cfg.fused_rp3)
         texts = items["text"].tolist()
         # word overlap: fit on item texts, no interaction
         vocabulary = LexicalVectors.fit_if_any(texts) if self.cfg.fused_lexical else None
@@ -197,7 +198,7 @@ class Methods:
                 softmax_start=self.cfg.fused_softmax_start)
             self.chosen["fused"]["free_text"] = {"chosen": text_weights.nonzero, **text_chosen}
         if tune_train is not None:
-            signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay, ease_lambda=lam)
+            signals = BehaviourSignals.fit(train, item_ids, decay=signals.decay, ease_lambda=lam, rp3=bool(weights.rp3))
             if sequential is not None and weights.uses_sequential:  # as long as validation chose
                 sequential = self.sequential(item_ids, train, None, epochs=sequential.report["best_epoch"])
         cols = signals.columns(item_ids)

@@ -55,7 +55,7 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
         from coldrec.eval.methods import choose
 
         lam = choose(EASE(train, item_ids).scorer, cfg.eval.ease_lambdas, valid, item_ids, cfg.eval)[1]["chosen"]
-    signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam)
+    signals = BehaviourSignals.fit(train, item_ids, ease_lambda=lam, rp3=cfg.eval.fused_rp3)
     encoder = TextEncoder.load(index.meta["model_path"], model_config=cfg.model)
     texts = rows["text"].tolist() if "text" in rows else []  # word overlap needs item texts, no interaction
     lexical = LexicalVectors.fit_if_any(texts) if cfg.eval.fused_lexical else None
@@ -73,7 +73,7 @@ def fit_reranker(cfg: PipelineConfig, index_dir: str | Path | None = None) -> Pa
     text_weights, text_report = _fit_text_weights(cfg, signals, encoder, vectors, item_ids, valid, lexical,
                                                   lexical_rows)
     known = pd.concat([train, valid, load_examples(pdir, "test")], ignore_index=True)  # every interaction, once chosen
-    signals = BehaviourSignals.fit(known, item_ids, decay=signals.decay, ease_lambda=lam)
+    signals = BehaviourSignals.fit(known, item_ids, decay=signals.decay, ease_lambda=lam, rp3=bool(weights.rp3))
     if sequential is not None:
         report["sasrec"] = {k: sequential.report[k] for k in ("best_epoch", "epochs_run", "seconds")}
         sequential = (SequentialSignal.fit(known, item_ids, cfg.eval.sequential.model_copy(

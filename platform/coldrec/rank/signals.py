@@ -16,7 +16,7 @@ full-ranking evaluation and in the serving reranker's top-N:
 - ``rp3(u, j)``: RP3beta (Paudel et al., 2016), a three-step random walk item -> user -> item over
   training users' item sets, P(i -> j) divided by j's interactions to the power ``RP3_BETA`` (so
   that popular items do not win every walk); top_m per row, each row scaled to a maximum of 1,
-  then scored as behaviour is. Item-kNN's cosine normalises the co-occurrence symmetrically; the
+  then scored as behaviour is; only when fitted with ``rp3``. Item-kNN's cosine normalises the co-occurrence symmetrically; the
   walk normalises it by how many items each user holds, so a user with few items counts more.
 - ``unseen(u, j)``: 1 when item j is not in the user's history: a learned weight on it says how
   rarely people buy the same thing again (the full-ranking protocol keeps history items in).
@@ -122,9 +122,10 @@ class BehaviourSignals:
     @classmethod
     def fit(cls, train: pd.DataFrame, item_ids: Sequence[str], interactions: pd.DataFrame | None = None,
             top_m: int = 200, decay: float = 1.0, half_life_days: float = 90.0,
-            ease_lambda: float | None = None) -> "BehaviourSignals":
+            ease_lambda: float | None = None, rp3: bool = False) -> "BehaviourSignals":
         """``train``: examples (user_id, history, target); ``interactions`` (item_id, timestamp), when
-        there are timestamps, gives each item's first appearance for freshness."""
+        there are timestamps, gives each item's first appearance for freshness. RP3beta only with
+        ``rp3`` (another items x top_m table to hold)."""
         item_ids = [str(i) for i in item_ids]
         position = {item_id: i for i, item_id in enumerate(item_ids)}
         x = _user_items(train, position)
@@ -148,7 +149,7 @@ class BehaviourSignals:
 
             ease = _top_m(sp.csr_matrix(np.maximum(EASE(train, item_ids).weights(ease_lambda), 0.0)), top_m)
         return cls(item_ids, _top_m(sim, top_m), diag, first, reference, half_life_days * 86400.0, decay,
-                   _top_m(_transitions(train, position), top_m), ease, _rp3beta(x, top_m))
+                   _top_m(_transitions(train, position), top_m), ease, _rp3beta(x, top_m) if rp3 else None)
 
     # ---- features -----------------------------------------------------------------------
     def columns(self, item_ids: Sequence[str]) -> np.ndarray:
