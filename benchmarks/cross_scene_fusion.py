@@ -14,7 +14,7 @@ them (searched from content alone), and with them by the two-start search of ``f
 (also from :func:`coldrec.rank.fusion.softmax_weights`, the better on the tuning scene:
 :func:`coldrec.rank.fusion.search_from_softmax`). With ``--in-scene``, one more row scores the same
 features with weights chosen on the *target's* own validation users: not a goal-2 figure (it uses
-target interactions to choose weights), but a bound on what better-travelling weights could give,
+target interactions to choose weights), but an estimate of what better-travelling weights could give,
 so that a gap left by the text-only features is told apart from one left by the transfer of weights.
 Writes benchmarks/results/<name>.json and the matching BENCHMARKS.md section.
 """

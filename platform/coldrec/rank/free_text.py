@@ -61,7 +61,7 @@ def text_features(signals: BehaviourSignals, cols: np.ndarray, words: np.ndarray
     if words is not None:
         features["query_words"] = words
     if feedback is not None:
-        features.update(signals.of_items(feedback, cols, names=("behaviour", "ease")))
+        features.update(signals.of_items(feedback, cols))
     return features
 
 

@@ -237,8 +237,8 @@ def search_from_softmax(content: np.ndarray, features: dict[str, np.ndarray], ta
 def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray,
                     rp3: bool = True) -> dict:
     """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols`` (``rp3``
-    only with ``rp3``)."""
-    names = ("behaviour", "ease", "rp3") if rp3 else ("behaviour", "ease")
+    only with ``rp3`` and when the signals were fitted with it)."""
+    names = ("behaviour", "ease", "rp3") if rp3 and signals.rp3 is not None else ("behaviour", "ease")
     return {**signals.of_items(signals.history_matrix(histories), cols, names),  # one history matrix
             "sequence": signals.sequence(histories, cols), "unseen": signals.unseen(histories, cols),
             "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}

@@ -67,8 +67,7 @@ def _rp3beta(x: sp.csr_matrix, top_m: int, beta: float = RP3_BETA) -> sp.csr_mat
     walk.setdiag(0.0)
     walk.eliminate_zeros()
     walk = _top_m(walk, top_m)
-    peak = np.zeros(walk.shape[0], dtype=np.float32)
-    np.maximum.at(peak, np.repeat(np.arange(walk.shape[0]), np.diff(walk.indptr)), walk.data)
+    peak = walk.max(axis=1).toarray().ravel()  # the entries are positive: each row's largest
     return (sp.diags(1.0 / np.maximum(peak, 1e-12)) @ walk).tocsr().astype(np.float32)
 
 
@@ -97,8 +96,7 @@ def _transitions(train: pd.DataFrame, position: dict[str, int]) -> sp.csr_matrix
     n = len(position)
     counts = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (last[ok].astype(np.int64), target[ok].astype(np.int64))),
                            shape=(n, n))  # duplicates are summed
-    rows = np.asarray(counts.sum(axis=1)).ravel()
-    return (sp.diags(1.0 / np.maximum(rows, 1.0)) @ counts).tocsr().astype(np.float32)
+    return _row_normalised(counts).astype(np.float32)
 
 
 @dataclass
@@ -207,7 +205,7 @@ class BehaviourSignals:
         return out
 
     def of_items(self, weighted: sp.csr_matrix, candidate_cols: np.ndarray | None = None,
-                 names: Sequence[str] = ("behaviour", "ease", "rp3")) -> dict[str, np.ndarray]:
+                 names: Sequence[str] = ("behaviour", "ease")) -> dict[str, np.ndarray]:
         """{"behaviour": item-kNN, "ease": EASE, "rp3": RP3beta} scores, (queries, candidates), of
         ``weighted`` (queries, items) item weights that stand for a history, as :meth:`behaviour` and
         :meth:`ease` score the rows of :meth:`history_matrix`; only those in ``names`` (zeros for one
