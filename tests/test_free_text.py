@@ -9,7 +9,7 @@ import pytest
 
 from coldrec.eval.cold_users import free_text_examples
 from coldrec.rank.feedback import Feedback, feedback_items, pseudo_history
-from coldrec.rank.free_text import TEXT_FEATURES, fit_text_fusion, query_words, text_features
+from coldrec.rank.free_text import TEXT_FEATURES, feedback_features, fit_text_fusion, query_words, text_features
 from coldrec.rank.fusion import FusionWeights, fused_scores, save_reranker
 from coldrec.rank.lexical import LexicalVectors
 from coldrec.rank.signals import BehaviourSignals
@@ -101,8 +101,9 @@ def test_fit_learns_the_feedback_when_the_target_goes_with_the_best_match():
     assert set(np.argsort(-behaviour)[:3]) == set(pens)
 
 
-def reranker_with_text_weights(tmp_path, text_weights: FusionWeights) -> tuple[Reranker, BehaviourSignals]:
-    signals = BehaviourSignals.fit(examples(), ITEM_IDS)
+def reranker_with_text_weights(tmp_path, text_weights: FusionWeights,
+                               ease_lambda: float | None = None) -> tuple[Reranker, BehaviourSignals]:
+    signals = BehaviourSignals.fit(examples(), ITEM_IDS, ease_lambda=ease_lambda)
     vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
     save_reranker(tmp_path, signals, FusionWeights(behaviour=1.0), {"on": "test"}, vocabulary,
                   text_weights=text_weights, text_report={"on": "test"})
@@ -143,6 +144,32 @@ def test_served_free_text_scores_equal_the_evaluated_ones(tmp_path):
     history = [{"item_id": "pen-0", "title": "Pen", "text": "ballpoint pen. pen", "vector": unit}]
     with_history = reranker.rerank(cands, 4, [], {"history": history, "words": [], "text": None})
     assert {r["item_id"]: r["score"] for r in with_history}["brand-new"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("text_weights", [FusionWeights(query_words=1.0, ease=2.0, popularity=0.5),
+                                          FusionWeights(query_words=1.0, behaviour=1.0, ease=2.0),
+                                          FusionWeights(query_words=1.0, popularity=0.5)])
+def test_served_free_text_computes_only_the_feedback_features_it_weighs(tmp_path, text_weights):
+    used = feedback_features(text_weights)
+    assert used == tuple(n for n in ("behaviour", "ease") if getattr(text_weights, n))
+    reranker, signals = reranker_with_text_weights(tmp_path, text_weights, ease_lambda=1.0)
+    ids = ["pen-1", "paper-0", "pen-2"]
+    texts = ITEMS.set_index("item_id").loc[ids, "text"].tolist()
+    content = [0.4, 0.6, 0.5]
+    cands = [{"item_id": i, "title": i, "text": t, "score": s, "vector": np.ones(4, np.float32) / 2}
+             for i, t, s in zip(ids, texts, content)]
+    text = "a gel pen"
+    ranked = reranker.rerank(cands, 3, [], {"history": [], "words": ["gel", "pen"], "text": text})
+    vocabulary = LexicalVectors.fit(ITEMS["text"].tolist())
+    words = query_words(vocabulary.transform([text]), vocabulary.transform(texts))
+    cols = signals.columns(ids)
+    every = text_features(signals, cols, words, pseudo_history(signals, cols, np.array([content], np.float32), words))
+    some = text_features(signals, cols, words, pseudo_history(signals, cols, np.array([content], np.float32), words),
+                         used)
+    assert set(every) - set(some) == {"behaviour", "ease"} - set(used)
+    assert all(np.ptp(every[name]) > 0 for name in ("behaviour", "ease"))  # both carry something to lose
+    expected = dict(zip(ids, fused_scores(np.array([content], np.float32), every, text_weights)[0]))
+    assert {r["item_id"]: r["score"] for r in ranked} == pytest.approx(expected, abs=1e-6)
 
 
 def test_an_item_the_feedback_carried_says_which_match_it_goes_with(tmp_path):

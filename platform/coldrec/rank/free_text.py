@@ -40,6 +40,7 @@ from coldrec.rank.fusion import FusionGrid, FusionWeights, learn_weights, search
 from coldrec.rank.signals import BehaviourSignals
 
 TEXT_FEATURES = ("query_words", "behaviour", "ease", "popularity", "freshness")  # all free text alone can weigh
+FEEDBACK_FEATURES = ("behaviour", "ease")  # those of them that come from the pseudo-history
 
 
 def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray:
@@ -47,21 +48,29 @@ def query_words(queries: sp.csr_matrix, candidates: sp.csr_matrix) -> np.ndarray
     return np.asarray((queries @ candidates.T).toarray(), dtype=np.float32)
 
 
+def feedback_features(weights: FusionWeights) -> tuple[str, ...]:
+    """The feedback's features that free-text ``weights`` give weight (none: no
+    :func:`coldrec.rank.feedback.pseudo_history` is needed)."""
+    return tuple(name for name in FEEDBACK_FEATURES if getattr(weights, name))
+
+
 def uses_feedback(weights: FusionWeights) -> bool:
     """Whether free-text ``weights`` give the feedback's features weight (then :func:`coldrec.rank.feedback.pseudo_history` is needed)."""
-    return bool(weights.behaviour or weights.ease)
+    return bool(feedback_features(weights))
 
 
 def text_features(signals: BehaviourSignals, cols: np.ndarray, words: np.ndarray | None = None,
-                  feedback: sp.csr_matrix | None = None) -> dict[str, np.ndarray]:
+                  feedback: sp.csr_matrix | None = None,
+                  names: Sequence[str] = FEEDBACK_FEATURES) -> dict[str, np.ndarray]:
     """The features of free text alone for candidates ``cols`` (signal rows, -1 = unknown): the item
     priors; ``query_words`` when ``words``, (queries, candidates) of :func:`query_words`, is given; and
-    ``behaviour`` and ``ease`` of the ``feedback`` (:func:`coldrec.rank.feedback.pseudo_history`) when that is."""
+    those of ``names`` (``behaviour``, ``ease``) of the ``feedback`` (:func:`coldrec.rank.feedback.pseudo_history`)
+    when that is given (a serving request asks only for those its weights use: :func:`feedback_features`)."""
     features = {"popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
     if words is not None:
         features["query_words"] = words
-    if feedback is not None:
-        features.update(signals.of_items(feedback, cols))
+    if feedback is not None and names:
+        features.update(signals.of_items(feedback, cols, names))
     return features
 
 

@@ -40,7 +40,7 @@ from coldrec.rank.fusion import (
     CONTENT_FEATURES, HISTORY_MAX_ITEMS, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
 )  # fmt: skip
 from coldrec.rank.feedback import FEEDBACK, Feedback, history_feedback, pseudo_history
-from coldrec.rank.free_text import text_features, uses_feedback
+from coldrec.rank.free_text import feedback_features, text_features, uses_feedback
 from coldrec.rank.lexical import LexicalVectors, RowCache, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
@@ -194,8 +194,9 @@ def fuse_text(candidates: list[dict[str, Any]], query_row: sp.csr_matrix | None,
     if query_row is not None and rows is not None:
         words = rows.dots(query_row, [c.get("text") or c.get("title") or "" for c in candidates])[None]
     content = np.array([c["score"] for c in candidates], dtype=np.float32)
-    pseudo = pseudo_history(signals, cols, content[None], words, feedback) if uses_feedback(weights) else None
-    features = text_features(signals, cols, words, pseudo)
+    used = feedback_features(weights)  # the pseudo-history's features with weight: no EASE product at weight 0
+    pseudo = pseudo_history(signals, cols, content[None], words, feedback) if used else None
+    features = text_features(signals, cols, words, pseudo, used)
     score = fused_scores(content[None], features, weights)[0]
     sources: list[dict[str, Any] | None] = [None] * len(candidates)
     if pseudo is not None and weights.behaviour:
