@@ -95,6 +95,20 @@ def test_rp3_is_the_popularity_penalised_random_walk_with_rows_scaled_to_one():
     assert "rp3" not in signal_features(signals, hist, cols, rp3=False)
 
 
+def test_one_request_scores_equal_its_row_of_a_batch():
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.8, ease_lambda=1.0, rp3=True)
+    hists = [["i0", "i1", "i5"], ["i6"], ["brand-new", "i2"], ["i3", "i0", "i3"]]
+    cols = signals.columns(["i4", "brand-new", "i1", "i0", "i7", "i2"])
+    batch = signal_features(signals, [*hists, ["i5"]], cols)  # several rows: the sparse product
+    for q, hist in enumerate(hists):  # one row: the serving request's path
+        one = signal_features(signals, [hist], cols)
+        for name in ("behaviour", "ease", "rp3", "sequence", "unseen"):
+            assert one[name].shape == (1, len(cols))
+            assert np.allclose(one[name][0], batch[name][q], atol=1e-6), (name, hist)
+        assert one["behaviour"][0, 1] == 0 and one["ease"][0, 1] == 0  # the unknown candidate
+    assert all(batch[name].any() for name in ("behaviour", "ease", "rp3", "sequence"))
+
+
 def test_save_and_load_round_trip(tmp_path):
     signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.5, ease_lambda=1.0, rp3=True)
     save_reranker(tmp_path, signals, FusionWeights(behaviour=0.4), {"on": "test"})
