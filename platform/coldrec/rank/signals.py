@@ -190,7 +190,7 @@ class BehaviourSignals:
         if weights is None or queries.nnz == 0:  # not fitted, or no history item the signals know
             width = len(self.item_ids) if candidate_cols is None else np.shape(candidate_cols)[-1]
             return np.zeros((queries.shape[0], width), dtype=np.float32)
-        if queries.shape[0] == 1 and candidate_cols is not None:  # a serving request
+        if queries.shape[0] == 1 and np.ndim(candidate_cols) == 1:  # a serving request (None: ndim 0)
             return self._one_row(queries, weights, np.asarray(candidate_cols))
         return self._candidate_columns((queries @ weights).tocsr(), candidate_cols)  # sparse: history x top_m
 
