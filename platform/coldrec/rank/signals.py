@@ -203,19 +203,21 @@ class BehaviourSignals:
         entries = np.concatenate([np.arange(lo, hi) for lo, hi in zip(starts, ends)])
         scale = np.repeat(query.data.astype(np.float32), ends - starts)
         row = np.bincount(weights.indices[entries], weights=weights.data[entries] * scale, minlength=weights.shape[1])
-        out = row[np.maximum(cols, 0)].astype(np.float32)[None]
-        out[:, cols < 0] = 0.0
-        return out
+        return BehaviourSignals._dense_columns(row[None], cols)
 
     @staticmethod
     def _candidate_columns(matrix: sp.csr_matrix, candidate_cols) -> np.ndarray:
         """Dense (queries, candidates) of a sparse (queries, items) ``matrix`` (unknown columns: 0)."""
         if candidate_cols is None:
             return matrix.toarray().astype(np.float32)
-        cols = np.asarray(candidate_cols)
         # Dense rows, then the candidates' columns: for a serving request (one row) a tenth of the CPU
         # of slicing the sparse matrix by column, which allocates a catalog-sized array as well.
-        out = matrix.toarray()[:, np.maximum(cols, 0)].astype(np.float32, copy=False)
+        return BehaviourSignals._dense_columns(matrix.toarray(), np.asarray(candidate_cols))
+
+    @staticmethod
+    def _dense_columns(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(queries, candidates) float32 of dense (queries, items) ``rows`` at ``cols`` (-1, unknown: 0)."""
+        out = rows[:, np.maximum(cols, 0)].astype(np.float32, copy=False)  # a copy already: fancy indexing
         out[:, cols < 0] = 0.0
         return out
 
