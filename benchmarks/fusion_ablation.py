@@ -62,7 +62,7 @@ from coldrec.eval.methods import Methods  # noqa: E402
 from coldrec.eval.metrics import rank_metrics, target_ranks  # noqa: E402
 from coldrec.rank.fusion import (  # noqa: E402
     FusionWeights, catalog_feedback, catalog_lexical_features, content_features, fit_fusion, fused_scores,
-    history_vectors, signal_features,
+    history_vectors, signal_features, signal_names,
 )
 from coldrec.rank.lexical import LexicalVectors  # noqa: E402
 from coldrec.rank.sequential import SequentialSignal  # noqa: E402
@@ -212,7 +212,7 @@ def main() -> None:
                                          cfg.eval.itemknn_decays, batch_size=cfg.eval.batch_size, max_users=None,
                                          seed=cfg.eval.seed, lexical_rows=lexical_rows, sequential=sequential,
                                          softmax_start=softmax_start, feedback=feedback, rp3=rp3)
-            features = {**signal_features(signals, histories, signals.columns(item_ids), rp3),
+            features = {**signal_features(signals, histories, signals.columns(item_ids), signal_names(rp3)),
                         **content_features(near_items, vectors, signals.decay)}
             if lexical_rows is not None:
                 features.update(catalog_lexical_features(histories, lexical_rows, position, signals.decay))

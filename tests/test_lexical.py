@@ -137,6 +137,11 @@ def test_row_cache_gives_the_rows_of_transform_and_follows_edited_texts():
         for query in ("red PLA filament", "nothing known"):  # the dot products the Reranker takes
             row = lexical.transform([query])
             assert np.allclose(cache.dots(row, texts), (row @ lexical.transform(texts).T).toarray()[0], atol=1e-6)
+        for past in (["blue PLA filament", "Creator Pro printer", "nothing known"], ["super glue"], []):
+            expected = (lexical.transform(past) @ lexical.transform(texts).T).toarray()  # the sparse route
+            assert cache.overlaps(past, texts).shape == (len(past), len(texts))
+            assert np.allclose(cache.overlaps(past, texts), expected, atol=1e-6)
+            assert len(past) < 2 or len(texts) < 2 or expected.any()  # not all zeros
     assert len(cache._rows) <= 4
 
 

@@ -10,7 +10,9 @@ import pytest
 
 from coldrec.eval.baselines import ItemKNN, user_item_matrix
 from coldrec.rank.free_text import TEXT_FEATURES
-from coldrec.rank.fusion import FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker, signal_features
+from coldrec.rank.fusion import (
+    FusionWeights, fused_scores, learn_weights, load_reranker, save_reranker, signal_features, signal_names,
+)  # fmt: skip
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.reranker import Reranker, explain, fuse
 from synthetic import TASTE_ITEMS as ITEMS, taste_examples as examples
@@ -92,7 +94,7 @@ def test_rp3_is_the_popularity_penalised_random_walk_with_rows_scaled_to_one():
     cols = signals.columns(ITEMS)
     features = signal_features(signals, hist, cols)
     assert np.allclose(features["rp3"], signals.history_matrix(hist).toarray() @ expected, atol=1e-6)
-    assert "rp3" not in signal_features(signals, hist, cols, rp3=False)
+    assert "rp3" not in signal_features(signals, hist, cols, signal_names(rp3=False))
 
 
 def test_one_request_scores_equal_its_row_of_a_batch():
@@ -107,6 +109,35 @@ def test_one_request_scores_equal_its_row_of_a_batch():
             assert np.allclose(one[name][0], batch[name][q], atol=1e-6), (name, hist)
         assert one["behaviour"][0, 1] == 0 and one["ease"][0, 1] == 0  # the unknown candidate
     assert all(batch[name].any() for name in ("behaviour", "ease", "rp3", "sequence"))
+
+
+def test_signal_features_computes_only_the_names_asked_for():
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.8, ease_lambda=1.0, rp3=True)
+    hists = [["i0", "i1", "i5"], ["i6"]]
+    cols = signals.columns(["i4", "brand-new", "i1", "i0"])
+    every = signal_features(signals, hists, cols)
+    assert list(every) == ["behaviour", "ease", "rp3", "sequence", "unseen", "popularity", "freshness"]
+    for names in (["ease"], ["unseen", "behaviour"], ["freshness"], []):
+        some = signal_features(signals, hists, cols, names)
+        assert sorted(some) == sorted(names)
+        assert all(np.array_equal(some[n], every[n]) for n in names)
+    no_rp3 = BehaviourSignals.fit(examples(), ITEMS, decay=0.8)
+    assert "rp3" not in signal_features(no_rp3, hists, cols, ["rp3", "behaviour"])  # not fitted: left out
+    with pytest.raises(ValueError, match="unknown signal features"):
+        signal_features(signals, hists, cols, ["behaviour", "newest"])
+
+
+def test_table_rows_are_the_dense_block_of_the_sparse_rows_and_columns():
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.8, ease_lambda=1.0)
+    table = signals.similarity
+    cols = np.array([3, -1, 0, 3, 7])  # unknown (-1): 0; a column twice
+    for rows in ([0, 5, 2], [4], [1, 1], []):
+        expected = table[np.asarray(rows, dtype=np.int64)][:, np.maximum(cols, 0)].toarray()
+        expected[:, cols < 0] = 0
+        got = signals.table_rows(table, np.asarray(rows, dtype=np.int64), cols)
+        assert got.shape == (len(rows), len(cols)) and got.dtype == np.float32
+        assert np.array_equal(got, expected)
+    assert signals.table_rows(table, np.array([0, 5, 2]), cols).any()
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -236,6 +267,26 @@ def test_serving_fusion_equals_the_evaluated_fusion():
     # new: only unseen, freshness and its cosines with the history items add
     assert by_id["brand-new"]["score"] == pytest.approx(content[-1] + 0.3 + 0.05 + new_vector_terms, abs=1e-5)
     assert by_id["brand-new"]["behaviour_source"] is None
+
+
+@pytest.mark.parametrize("zeroed", [("ease", "rp3"), ("behaviour", "sequence"), ("unseen", "popularity", "freshness")])
+def test_served_fusion_computes_only_the_signals_it_weighs(zeroed):
+    signals = BehaviourSignals.fit(examples(), ITEMS, decay=0.7, ease_lambda=1.0, rp3=True)
+    weights = FusionWeights(**{"behaviour": 2.0, "ease": 1.5, "rp3": 0.9, "sequence": 0.7, "unseen": 0.3,
+                               "popularity": 0.1, "freshness": 0.05, **dict.fromkeys(zeroed, 0.0)})
+    history, cands = ["i4", "i2", "i1"], ["i0", "i2", "i3", "i5", "brand-new"]  # oldest first
+    content = np.linspace(0.2, 0.6, len(cands), dtype=np.float32)
+    every = signal_features(signals, [history], signals.columns(cands))
+    assert all(np.ptp(every[name]) > 0 for name in zeroed)  # each carries something to lose
+    asked: list[str] = []
+    of_items = signals.of_items
+    signals.of_items = lambda weighted, cols, names: asked.extend(names) or of_items(weighted, cols, names)
+    unit = np.ones(4, np.float32) / 2
+    served = fuse([{"item_id": c, "title": c, "score": float(s), "vector": unit} for c, s in zip(cands, content)],
+                  [{"item_id": h, "title": h, "vector": unit} for h in reversed(history)], signals, weights)
+    assert asked and not set(asked) & set(zeroed)
+    expected = fused_scores(content[None], every, weights)[0]  # the vector features have weight 0 here
+    assert np.allclose([c["score"] for c in served], expected, atol=1e-6)
 
 
 def test_reranker_deployment_class_fuses_and_explains(tmp_path):

@@ -160,7 +160,7 @@ class Methods:
         from coldrec.rank.free_text import fit_text_fusion, query_words, text_features, uses_feedback
         from coldrec.rank.fusion import (
             FusionWeights, catalog_feedback, catalog_lexical_features, content_features, fit_fusion, fused_scores,
-            history_vectors, signal_features,
+            history_vectors, signal_features, weighted_signals,
         )  # fmt: skip
         from coldrec.rank.lexical import LexicalVectors
         from coldrec.rank.signals import BehaviourSignals
@@ -214,7 +214,8 @@ class Methods:
                 near["sasrec"] = sequential.scores(histories, sequential.columns(item_ids))
             if weights.uses_history_feedback:
                 near["feedback"] = catalog_feedback(signals, cols, content, histories, position)
-            scores = fused_scores(content, {**signal_features(signals, histories, cols, bool(weights.rp3)), **near}, weights)
+            signal = signal_features(signals, histories, cols, weighted_signals(weights))  # no table at weight 0
+            scores = fused_scores(content, {**signal, **near}, weights)
             if text_weights is not None and "free_text" in batch:
                 alone = np.array([not len(h) and isinstance(f, str) and bool(f)
                                   for h, f in zip(histories, batch["free_text"])], dtype=bool)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -46,6 +46,8 @@ WEIGHTS_FILE = "weights.json"
 SEQUENTIAL_FILE = "sasrec.pt"  # coldrec.rank.sequential's; named here so loading without it needs no torch
 CONTENT_FEATURES = ("newest", "history_mean", "history_max")  # cosines with the history's item vectors
 HISTORY_MAX_ITEMS = 5  # history_max looks at this many of the newest history items
+# What BehaviourSignals gives the fusion (coldrec.rank.fusion.signal_features), in this order.
+SIGNAL_FEATURES = ("behaviour", "ease", "rp3", "sequence", "unseen", "popularity", "freshness")
 log = logging.getLogger(__name__)
 
 
@@ -235,13 +237,38 @@ def search_from_softmax(content: np.ndarray, features: dict[str, np.ndarray], ta
 
 
 def signal_features(signals: BehaviourSignals, histories: Sequence[Sequence[str]], cols: np.ndarray,
-                    rp3: bool = True) -> dict:
-    """Every feature of ``signals`` for histories (oldest first) x catalog columns ``cols`` (``rp3``
-    only with ``rp3`` and when the signals were fitted with it)."""
-    names = ("behaviour", "ease", "rp3") if rp3 and signals.rp3 is not None else ("behaviour", "ease")
-    return {**signals.of_items(signals.history_matrix(histories), cols, names),  # one history matrix
-            "sequence": signals.sequence(histories, cols), "unseen": signals.unseen(histories, cols),
-            "popularity": signals.popularity(cols), "freshness": signals.freshness(cols)}
+                    names: Collection[str] = SIGNAL_FEATURES, weighted: sp.csr_matrix | None = None) -> dict:
+    """The features of ``signals`` in ``names`` (:data:`SIGNAL_FEATURES`; ``rp3`` only when the signals
+    were fitted with it) for histories (oldest first) x catalog columns ``cols``. ``weighted``: the
+    histories' :meth:`~coldrec.rank.signals.BehaviourSignals.history_matrix` when the caller has it;
+    one history matrix serves item-kNN, EASE, RP3beta and unseen."""
+    unknown = set(names) - set(SIGNAL_FEATURES)
+    if unknown:
+        raise ValueError(f"unknown signal features {sorted(unknown)}; known: {SIGNAL_FEATURES}")
+    names = [n for n in SIGNAL_FEATURES if n in names and (n != "rp3" or signals.rp3 is not None)]
+    tables = [n for n in names if n in ("behaviour", "ease", "rp3")]
+    features: dict[str, np.ndarray] = {}
+    if tables or "unseen" in names:
+        weighted = signals.history_matrix(histories) if weighted is None else weighted
+        features.update(signals.of_items(weighted, cols, tables))
+        if "unseen" in names:
+            features["unseen"] = signals.unseen_of(weighted, cols)
+    for name, compute in (("sequence", lambda: signals.sequence(histories, cols)),
+                          ("popularity", lambda: signals.popularity(cols)),
+                          ("freshness", lambda: signals.freshness(cols))):  # fmt: skip
+        if name in names:
+            features[name] = compute()
+    return {name: features[name] for name in names}
+
+
+def signal_names(rp3: bool = True) -> tuple[str, ...]:
+    """:data:`SIGNAL_FEATURES`, without ``rp3`` unless ``rp3``."""
+    return tuple(n for n in SIGNAL_FEATURES if rp3 or n != "rp3")
+
+
+def weighted_signals(weights: FusionWeights) -> tuple[str, ...]:
+    """The :data:`SIGNAL_FEATURES` that ``weights`` give weight: all that scoring with them needs."""
+    return tuple(n for n in SIGNAL_FEATURES if getattr(weights, n))
 
 
 def history_columns(histories: Sequence[Sequence[str]], position: dict[str, int]) -> list[list[int]]:
@@ -345,7 +372,8 @@ def fit_fusion(signals: BehaviourSignals, encoder, item_vectors: np.ndarray, ite
     best: tuple[float, float, FusionWeights, dict] | None = None
     for decay in decays:  # one recency decay for the behaviour signals and history_mean
         signals.decay = decay
-        features = {**signal_features(signals, histories, cols, rp3), **content_features(vectors, item_vectors, decay),
+        features = {**signal_features(signals, histories, cols, signal_names(rp3)),
+                    **content_features(vectors, item_vectors, decay),
                     **ordered}
         weights, report = learn_weights(content, features, targets, grid, seed)
         if lexical_rows is not None:  # then the word-overlap weights too, starting from that optimum

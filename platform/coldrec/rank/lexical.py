@@ -121,6 +121,29 @@ class RowCache:
         totals = np.concatenate([[0.0], np.cumsum(dense[indices] * data, dtype=np.float64)])
         return (totals[ends] - totals[np.concatenate([[0], ends[:-1]])]).astype(np.float32)
 
+    def overlaps(self, texts: Sequence[str | None], others: Sequence[str | None]) -> np.ndarray:
+        """(len(texts), len(others)) float32 dot products of the two lists' rows, ``transform(texts) @
+        transform(others).T`` without building a sparse matrix: a Serve request compares its few history
+        items with its 100 candidates, and the sparse route cost it about ten matrix constructions.
+        ``texts`` are spread out over the words they use; each of ``others``' entries finds its word there."""
+        parts, other_parts = self._parts(texts), self._parts(others)
+        if not parts or not other_parts:
+            return np.zeros((len(parts), len(other_parts)), dtype=np.float32)
+        indices = np.concatenate([i for i, _ in parts])
+        words = np.unique(indices)  # the words of ``texts``, sorted: their columns in ``dense``
+        dense = np.zeros((len(parts), len(words)), dtype=np.float32)
+        dense[np.repeat(np.arange(len(parts)), [len(i) for i, _ in parts]), np.searchsorted(words, indices)] = (
+            np.concatenate([d for _, d in parts]))
+        other_indices = np.concatenate([i for i, _ in other_parts])
+        other_data = np.concatenate([d for _, d in other_parts])
+        owner = np.repeat(np.arange(len(other_parts)), [len(i) for i, _ in other_parts])
+        at = np.minimum(np.searchsorted(words, other_indices), len(words) - 1)
+        shared = words[at] == other_indices  # entries whose word ``texts`` use
+        products = dense[:, at[shared]] * other_data[shared]  # (len(texts), shared entries)
+        flat = (np.arange(len(parts))[:, None] * len(other_parts) + owner[shared][None, :]).ravel()
+        sums = np.bincount(flat, weights=products.ravel(), minlength=len(parts) * len(other_parts))
+        return sums.reshape(len(parts), len(other_parts)).astype(np.float32)
+
     def _parts(self, texts: Sequence[str | None]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each text's (indices, data), tokenising only the texts not seen before."""
         clipped = _clip(texts)
@@ -163,15 +186,25 @@ def lexical_features(histories: Sequence[sp.csr_matrix], candidates: sp.csr_matr
             for i in range(q, end):
                 h = histories[i].shape[0]
                 if h:
-                    block = sims[start : start + h]
-                    if own is not None:
-                        mine = np.asarray(own[i])
-                        rows_in = np.flatnonzero(mine >= 0)
-                        block[rows_in, mine[rows_in]] = 0.0  # never an item's overlap with itself
-                    weights = decay ** np.arange(h, dtype=np.float32)
-                    out["lexical_newest"][i] = block[0]
-                    out["lexical_mean"][i] = weights @ block / weights.sum()
-                    out["lexical_max"][i] = block[:max_items].max(axis=0)
+                    for name, value in history_overlap_features(sims[start : start + h], decay, max_items,
+                                                                None if own is None else own[i]).items():  # fmt: skip
+                        out[name][i] = value[0]
                 start += h
         q = end
     return out
+
+
+def history_overlap_features(block: np.ndarray, decay: float, max_items: int,
+                             own: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:func:`lexical_features` of one query, (1, candidates) each, from ``block`` (h, candidates), the
+    overlaps of its h history rows (newest first, each once) with the candidates (changed in place:
+    ``own`` as there)."""
+    if not len(block):
+        return {name: np.zeros((1, block.shape[1]), dtype=np.float32) for name in LEXICAL_FEATURES}
+    if own is not None:
+        mine = np.asarray(own)
+        rows_in = np.flatnonzero(mine >= 0)
+        block[rows_in, mine[rows_in]] = 0.0  # never an item's overlap with itself
+    weights = decay ** np.arange(len(block), dtype=np.float32)
+    return {"lexical_newest": block[:1], "lexical_mean": (weights @ block / weights.sum())[None],
+            "lexical_max": block[:max_items].max(axis=0)[None]}

@@ -38,10 +38,11 @@ from ray import serve
 
 from coldrec.rank.fusion import (
     CONTENT_FEATURES, HISTORY_MAX_ITEMS, FusionWeights, content_features, fused_scores, load_reranker, signal_features,
+    weighted_signals,
 )  # fmt: skip
 from coldrec.rank.feedback import FEEDBACK, Feedback, history_feedback, pseudo_history
 from coldrec.rank.free_text import feedback_features, text_features, uses_feedback
-from coldrec.rank.lexical import LexicalVectors, RowCache, lexical_features
+from coldrec.rank.lexical import LexicalVectors, RowCache, history_overlap_features, lexical_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
 
@@ -124,21 +125,27 @@ def candidate_lexical(candidates: list[dict[str, Any]], history: list[dict[str, 
     def text(item: dict[str, Any]) -> str:
         return item.get("text") or item.get("title") or ""
 
-    past = lexical.transform([text(h) for h in history])
     where = {c["item_id"]: j for j, c in enumerate(candidates)}
     own = np.array([where.get(h["item_id"], -1) for h in history], dtype=np.int64)  # a history item among them
+    if isinstance(lexical, RowCache):  # the Reranker's: no sparse matrix built
+        block = lexical.overlaps([text(h) for h in history], [text(c) for c in candidates])
+        return history_overlap_features(block, decay, HISTORY_MAX_ITEMS, own)
+    past = lexical.transform([text(h) for h in history])
     return lexical_features([past], lexical.transform([text(c) for c in candidates]), decay, HISTORY_MAX_ITEMS, [own])
 
 
 def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features: dict[str, np.ndarray],
                       signals: BehaviourSignals, weights: FusionWeights, candidates: list[dict[str, Any]] | None = None,
-                      pseudo: sp.csr_matrix | None = None) -> list[dict[str, Any] | None]:
+                      pseudo: sp.csr_matrix | None = None, weighted: sp.csr_matrix | None = None,
+                      ) -> list[dict[str, Any] | None]:  # fmt: skip
     """Per candidate, the history item (newest first) that gave it most of its item-kNN, transition or
     SASRec score, None when those add nothing. ``cols``: (candidates,) signal rows; ``features``: fuse's.
     With the feedback's ``pseudo``-history, a candidate that the feedback lifted more than the history
-    did gets the best match among ``candidates`` that carried it."""
-    behaviour = features["behaviour"][0]  # (candidates,)
-    sequence = weights.sequence * features["sequence"][0]  # what follows the newest item
+    did gets the best match among ``candidates`` that carried it. ``weighted``: the history's
+    :meth:`~coldrec.rank.signals.BehaviourSignals.history_matrix`, made here when not given."""
+    zeros = np.zeros(len(cols), dtype=np.float32)  # a feature fuse did not compute has weight 0
+    behaviour = features["behaviour"][0] if "behaviour" in features else zeros  # (candidates,)
+    sequence = weights.sequence * features["sequence"][0] if "sequence" in features else zeros  # after the newest
     if "sasrec" in features:
         sequence = sequence + weights.sasrec * features["sasrec"][0]
     sources: list[dict[str, Any] | None] = [None] * len(cols)
@@ -149,7 +156,8 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
             sources[i] = newest
     by_behaviour = np.flatnonzero(~by_sequence & (behaviour > 0)) if weights.behaviour > 0 else []
     if len(by_behaviour):
-        weighted = signals.history_matrix([[h["item_id"] for h in reversed(history)]])  # (1, items): their weights
+        if weighted is None:  # (1, items): the history items' weights
+            weighted = signals.history_matrix([[h["item_id"] for h in reversed(history)]])
         credit(sources, by_behaviour, signals, weighted, cols, history)
     if pseudo is not None and candidates is not None and pseudo.nnz:
         lifted = weights.feedback * features["feedback"][0]
@@ -161,8 +169,8 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
 def main_neighbour(signals: BehaviourSignals, weighted: sp.csr_matrix, cols: np.ndarray) -> list[str]:
     """Per candidate (signal rows ``cols``), the item of ``weighted`` (1, items) that gave it most of
     its item-kNN score: each item's weight x its similarity to the candidate."""
-    similarity = signals.similarity[weighted.indices][:, np.maximum(cols, 0)].toarray()
-    contrib = weighted.data[:, None] * similarity  # (weighted items, candidates)
+    similarity = signals.table_rows(signals.similarity, weighted.indices, cols)  # (weighted items, candidates)
+    contrib = weighted.data[:, None] * similarity
     return [signals.item_ids[weighted.indices[row]] for row in np.argmax(contrib, axis=0)]
 
 
@@ -224,7 +232,8 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
         return []
     cols = signals.columns([c["item_id"] for c in candidates])  # (candidates,)
     oldest_first = [h["item_id"] for h in reversed(history)]
-    features = {**signal_features(signals, [oldest_first], cols, rp3=bool(weights.rp3)),
+    weighted = signals.history_matrix([oldest_first])  # (1, items): shared by the features and the reasons
+    features = {**signal_features(signals, [oldest_first], cols, weighted_signals(weights), weighted),
                 **candidate_content(candidates, history, signals.decay)}
     if lexical is not None and weights.uses_lexical:
         features.update(candidate_lexical(candidates, history, lexical, signals.decay))
@@ -237,7 +246,7 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
         own = [j for j, c in enumerate(candidates) if c["item_id"] in past]
         features["feedback"], pseudo = history_feedback(signals, cols, content[None], [own], feedback)
     score = fused_scores(content[None], features, weights)[0]
-    sources = behaviour_sources(history, cols, features, signals, weights, candidates, pseudo)
+    sources = behaviour_sources(history, cols, features, signals, weights, candidates, pseudo, weighted)
     return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": source}
             for c, c_score, f_score, source in zip(candidates, content.tolist(), score.tolist(), sources)]
 
