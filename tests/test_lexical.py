@@ -137,12 +137,20 @@ def test_row_cache_gives_the_rows_of_transform_and_follows_edited_texts():
         for query in ("red PLA filament", "nothing known"):  # the dot products the Reranker takes
             row = lexical.transform([query])
             assert np.allclose(cache.dots(row, texts), (row @ lexical.transform(texts).T).toarray()[0], atol=1e-6)
-        for past in (["blue PLA filament", "Creator Pro printer", "nothing known"], ["super glue"], []):
+        for past in (["blue PLA filament", "Creator Pro printer", "nothing known"], ["super glue"], ["", "zebra"], []):
             expected = (lexical.transform(past) @ lexical.transform(texts).T).toarray()  # the sparse route
             assert cache.overlaps(past, texts).shape == (len(past), len(texts))
             assert np.allclose(cache.overlaps(past, texts), expected, atol=1e-6)
-            assert len(past) < 2 or len(texts) < 2 or expected.any()  # not all zeros
+            assert len(past) < 2 or len(texts) < 2 or "zebra" in past or expected.any()  # not all zeros
     assert len(cache._rows) <= 4
+
+
+def test_row_cache_that_fills_up_still_gives_the_texts_it_held():
+    lexical = LexicalVectors.fit(list(TEXTS.values()))
+    cache = RowCache(lexical, max_texts=2)
+    cache.transform([TEXTS["i0"], TEXTS["i1"]])
+    texts = [TEXTS["i0"], TEXTS["i2"]]  # one kept, one new: past max_texts, so the cache is cleared
+    assert np.allclose(cache.transform(texts).toarray(), lexical.transform(texts).toarray())
 
 
 def test_configured_word_weights_need_the_vocabulary(tmp_path):

@@ -127,10 +127,10 @@ class RowCache:
         items with its 100 candidates, and the sparse route cost it about ten matrix constructions.
         ``texts`` are spread out over the words they use; each of ``others``' entries finds its word there."""
         parts, other_parts = self._parts(texts), self._parts(others)
-        if not parts or not other_parts:
-            return np.zeros((len(parts), len(other_parts)), dtype=np.float32)
-        indices = np.concatenate([i for i, _ in parts])
+        indices = np.concatenate([i for i, _ in parts]) if parts else np.zeros(0, np.int32)
         words = np.unique(indices)  # the words of ``texts``, sorted: their columns in ``dense``
+        if not len(words) or not other_parts:  # no word of the vocabulary in ``texts``, or no others
+            return np.zeros((len(parts), len(other_parts)), dtype=np.float32)
         dense = np.zeros((len(parts), len(words)), dtype=np.float32)
         dense[np.repeat(np.arange(len(parts)), [len(i) for i, _ in parts]), np.searchsorted(words, indices)] = (
             np.concatenate([d for _, d in parts]))
@@ -150,7 +150,8 @@ class RowCache:
         missing = [t for t in dict.fromkeys(clipped) if t not in self._rows]
         if missing:
             if len(self._rows) + len(missing) > self.max_texts:
-                self._rows.clear()
+                self._rows.clear()  # then this call's texts that were kept are gone too: read them all again
+                missing = list(dict.fromkeys(clipped))
             rows = self.lexical.transform(missing)
             for j, text in enumerate(missing):
                 lo, hi = rows.indptr[j], rows.indptr[j + 1]

@@ -221,7 +221,7 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
     transition or SASRec score, or the best match that carried it when the feedback lifted it more
     (None when those add nothing). ``history`` is newest first.
 
-    The features are :func:`coldrec.rank.fusion.signal_features`,
+    The features are :func:`coldrec.rank.fusion.signal_features` (those ``weights`` use),
     :func:`coldrec.rank.fusion.content_features`, (with ``lexical``)
     :func:`coldrec.rank.lexical.lexical_features`, (with ``sequential``)
     :meth:`coldrec.rank.sequential.SequentialSignal.scores` and (when ``weights`` use it)
