@@ -164,3 +164,28 @@ def test_configured_word_weights_need_the_vocabulary(tmp_path):
     reranker = Reranker.func_or_class(reranker_dir=str(tmp_path))
     reranker.reconfigure({"weights": {"lexical_max": 1.0}})
     assert reranker.weights == FusionWeights(lexical_max=1.0)
+
+
+@pytest.mark.parametrize("history_texts", [["", ""], ["zebra qqq"], ["eSUN PLA filament 1.75mm red", ""], []])
+@pytest.mark.parametrize("candidate_texts", [["", "zebra"], ["eSUN PLA filament 1.75mm blue", "x" * 500], []])
+def test_served_reranker_takes_texts_without_known_words(tmp_path, history_texts, candidate_texts):
+    """Empty texts, texts with no vocabulary word and new ids rank without an error, on both paths."""
+    train = pd.DataFrame({"user_id": ["a", "b"], "history": [["i0"], ["i3"]], "target": ["i1", "i4"]})
+    signals = BehaviourSignals.fit(train, ITEMS, decay=0.7, ease_lambda=1.0)
+    weights = FusionWeights(behaviour=1.0, ease=0.5, sequence=0.3, unseen=0.2, feedback=0.4, newest=0.3,
+                            lexical_newest=0.5, lexical_mean=0.3, lexical_max=0.2, popularity=0.1)
+    save_reranker(tmp_path, signals, weights, {"on": "test"}, LexicalVectors.fit(list(TEXTS.values())),
+                  text_weights=FusionWeights(query_words=1.0, behaviour=1.0), text_report={"on": "test"})
+    reranker = Reranker.func_or_class(reranker_dir=str(tmp_path))
+    unit = np.ones(4, np.float32) / 2
+    cands = [{"item_id": i, "title": "", "text": t, "score": 0.5 - j / 10, "vector": unit}
+             for j, (i, t) in enumerate(zip(["i1", "new-1"], candidate_texts))]
+    history = [{"item_id": i, "title": "", "text": t, "vector": unit} for i, t in zip(["i0", "new-2"], history_texts)]
+    contexts = [{"history": history, "words": ["pla"], "text": None},
+                {"history": [], "words": ["zebra"], "text": "zebra"}]  # free text alone
+    answers = reranker.rerank_many([cands, cands], [{"k": 5, "exclude": [], "context": c} for c in contexts])
+    for answer in answers:
+        assert not isinstance(answer, BaseException), answer
+        assert [a["item_id"] for a in answer] == [a["item_id"] for a in sorted(answer, key=lambda a: -a["score"])]
+        assert {a["item_id"] for a in answer} == {c["item_id"] for c in cands}
+        assert all(np.isfinite(a["score"]) and a["reason"] for a in answer)
