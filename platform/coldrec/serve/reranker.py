@@ -42,7 +42,7 @@ from coldrec.rank.fusion import (
 )  # fmt: skip
 from coldrec.rank.feedback import FEEDBACK, Feedback, history_feedback, pseudo_history
 from coldrec.rank.free_text import feedback_features, text_features, uses_feedback
-from coldrec.rank.lexical import LexicalVectors, RowCache, history_overlap_features, lexical_features
+from coldrec.rank.lexical import LexicalVectors, RowCache, history_overlap_features
 from coldrec.rank.signals import BehaviourSignals
 from coldrec.serve.profile import informative_words
 
@@ -127,22 +127,20 @@ def candidate_lexical(candidates: list[dict[str, Any]], history: list[dict[str, 
 
     where = {c["item_id"]: j for j, c in enumerate(candidates)}
     own = np.array([where.get(h["item_id"], -1) for h in history], dtype=np.int64)  # a history item among them
-    if isinstance(lexical, RowCache):  # the Reranker's: no sparse matrix built
-        block = lexical.overlaps([text(h) for h in history], [text(c) for c in candidates])
-        return history_overlap_features(block, decay, HISTORY_MAX_ITEMS, own)
-    past = lexical.transform([text(h) for h in history])
-    return lexical_features([past], lexical.transform([text(c) for c in candidates]), decay, HISTORY_MAX_ITEMS, [own])
+    rows = lexical if isinstance(lexical, RowCache) else RowCache(lexical)  # overlaps with no sparse matrix built
+    block = rows.overlaps([text(h) for h in history], [text(c) for c in candidates])
+    return history_overlap_features(block, decay, HISTORY_MAX_ITEMS, own)
 
 
-def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features: dict[str, np.ndarray],
-                      signals: BehaviourSignals, weights: FusionWeights, candidates: list[dict[str, Any]] | None = None,
-                      pseudo: sp.csr_matrix | None = None, weighted: sp.csr_matrix | None = None,
+def behaviour_sources(history: list[dict[str, Any]], weighted: sp.csr_matrix, cols: np.ndarray,
+                      features: dict[str, np.ndarray], signals: BehaviourSignals, weights: FusionWeights,
+                      candidates: list[dict[str, Any]] | None = None, pseudo: sp.csr_matrix | None = None,
                       ) -> list[dict[str, Any] | None]:  # fmt: skip
     """Per candidate, the history item (newest first) that gave it most of its item-kNN, transition or
     SASRec score, None when those add nothing. ``cols``: (candidates,) signal rows; ``features``: fuse's.
     With the feedback's ``pseudo``-history, a candidate that the feedback lifted more than the history
-    did gets the best match among ``candidates`` that carried it. ``weighted``: the history's
-    :meth:`~coldrec.rank.signals.BehaviourSignals.history_matrix`, made here when not given."""
+    did gets the best match among ``candidates`` that carried it. ``weighted``: the history's (1, items)
+    :meth:`~coldrec.rank.signals.BehaviourSignals.history_matrix`."""
     zeros = np.zeros(len(cols), dtype=np.float32)  # a feature fuse did not compute has weight 0
     behaviour = features["behaviour"][0] if "behaviour" in features else zeros  # (candidates,)
     sequence = weights.sequence * features["sequence"][0] if "sequence" in features else zeros  # after the newest
@@ -156,8 +154,6 @@ def behaviour_sources(history: list[dict[str, Any]], cols: np.ndarray, features:
             sources[i] = newest
     by_behaviour = np.flatnonzero(~by_sequence & (behaviour > 0)) if weights.behaviour > 0 else []
     if len(by_behaviour):
-        if weighted is None:  # (1, items): the history items' weights
-            weighted = signals.history_matrix([[h["item_id"] for h in reversed(history)]])
         credit(sources, by_behaviour, signals, weighted, cols, history)
     if pseudo is not None and candidates is not None and pseudo.nnz:
         lifted = weights.feedback * features["feedback"][0]
@@ -246,7 +242,7 @@ def fuse(candidates: list[dict[str, Any]], history: list[dict[str, Any]], signal
         own = [j for j, c in enumerate(candidates) if c["item_id"] in past]
         features["feedback"], pseudo = history_feedback(signals, cols, content[None], [own], feedback)
     score = fused_scores(content[None], features, weights)[0]
-    sources = behaviour_sources(history, cols, features, signals, weights, candidates, pseudo, weighted)
+    sources = behaviour_sources(history, weighted, cols, features, signals, weights, candidates, pseudo)
     return [{**c, "content_score": c_score, "score": f_score, "behaviour_source": source}
             for c, c_score, f_score, source in zip(candidates, content.tolist(), score.tolist(), sources)]
 
