@@ -95,7 +95,7 @@ def prepare_index(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     processed, scene_dir = Path(cfg.data.processed_dir), work / "index" / cfg.data.scene_name
     if args.rebuild or not (processed / "items").exists():
         print(f"preprocessing {config} into {processed}", flush=True)
-        preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix)
+        preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix, text=cfg.model.text)
     try:
         index_dir = resolve_index_dir(scene_dir)
         reusable = json.loads((index_dir / META_FILE).read_text())["model_path"] == model_path
@@ -122,17 +122,21 @@ def encoder_rows(index_dir: Path, bodies: dict, batch_size: int, threads: int, s
     from coldrec.serve.app import _model_settings
     from coldrec.serve.encoder import ProfileEncoder
     from coldrec.serve.workload import profile_texts
+    from coldrec.text import strip_scene_prefix
 
     index = ItemIndex.load(index_dir)
     meta = index.meta
     settings = _model_settings(meta["model_path"], meta)
     encoder = ProfileEncoder.func_or_class(meta["model_path"], settings, int(meta["dim"])).encoder
-    texts_by_id = dict(zip(index.rows()["item_id"], index.rows()["text"]))
+    rows_ = index.rows()
     scene = meta.get("scene") if settings.get("scene_prefix") else None
+    scenes = rows_["scene"] if scene and "scene" in rows_ else [None] * len(rows_)
+    texts_by_id = {i: strip_scene_prefix(t, s) for i, t, s in zip(rows_["item_id"], rows_["text"], scenes)}
+    order = (settings.get("text") or {}).get("history_order", "newest-first")
     torch.set_num_threads(threads)  # what the replica gets: Ray sets OMP_NUM_THREADS to its num_cpus
     rows = []
     for kind in KINDS:
-        texts = profile_texts(bodies[kind], texts_by_id, int(settings.get("profile_items", 10)), scene)
+        texts = profile_texts(bodies[kind], texts_by_id, int(settings.get("profile_items", 10)), scene, order)
         encoder.encode_users(texts[:batch_size], batch_size=batch_size)  # warm-up
         done, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:

@@ -85,3 +85,20 @@ def test_labelled_runs_compare_in_one_diversity_space(tmp_path, tiny_backbone):
     recorded = json.loads((out / "benchmarks" / "results" / "cmp.json").read_text())
     assert [(r["dataset"], r["goal_met"], r["machine"]) for r in recorded] == [("office", True, "m")]
     assert "All datasets: **met**" in (out / "BENCHMARKS.md").read_text()
+
+
+def test_runs_that_differ_in_their_data_label_the_untrained_rows(tmp_path, tiny_backbone):
+    """A text-template sweep: each run's untrained rows carry its label (label_methods), and a run
+    whose model.text differs from what its folder was preprocessed with is refused."""
+    table = yaml.safe_load(_write_configs(tmp_path, tiny_backbone).read_text())
+    run = {"config": table["runs"][0]["config"], "model": None, "protocols": ["leave-one-out"],
+           "methods": ["popularity", "untrained"], "label_methods": ["untrained"]}
+    table["runs"] = [{**run, "label": "a"}, {**run, "label": "b", "methods": ["untrained"]}]
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(table))
+    rows, _ = run_quality_table(load_table_config(tmp_path / "sweep.yaml"))
+    assert {r["method"] for r in rows} == {"popularity", "untrained:a", "untrained:b"}
+
+    table["runs"] = [{**run, "label": "labels", "overrides": ["model.text.labels=true"]}]
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(table))
+    with pytest.raises(ValueError, match="preprocessed with other model.text"):
+        run_quality_table(load_table_config(tmp_path / "other.yaml"))

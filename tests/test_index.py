@@ -144,6 +144,14 @@ def test_build_index_reports_missing_catalog(tmp_path, tiny_backbone):
         build_index(tiny_config(tmp_path, tiny_backbone))
 
 
+def test_build_index_refuses_a_catalog_rendered_with_another_template(tmp_path, tiny_backbone):
+    cfg = tiny_config(tmp_path, tiny_backbone)
+    small_catalog(cfg.data.processed_dir)
+    (cfg.data.processed_dir / "stats.json").write_text(json.dumps({"text": {"fields": ["title"]}}))
+    with pytest.raises(ValueError, match="fields differ"):
+        build_index(cfg)  # the model's default template reads every field; serving would render new items so
+
+
 def scientific_catalog(datasets_dir: Path, every: int) -> list[dict]:
     """amazon-scientific items (text = title. categories. brand, used as is).
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from coldrec.config import DataConfig, GenericSource
+from coldrec.config import DataConfig, GenericSource, TextConfig
 from coldrec.data.preprocess import preprocess
-from coldrec.data.processed import load_examples, load_items, load_stats
+from coldrec.data.processed import load_examples, load_items, load_stats, processed_text
 from coldrec.data.readers import DataError
 from coldrec.data.schema import EXAMPLE_SCHEMA, INTERACTION_SCHEMA, REJECT_SCHEMA
 
@@ -110,6 +110,18 @@ def test_examples_leave_one_out(ray_session, tmp_path):
     preprocess(cfg, scene_prefix=True)
     assert len(list(out.rglob("*.parquet"))) == len(files)
     assert load_stats(out)["examples"] == {"train": 1, "valid": 2, "test": 2}
+
+
+def test_templates_and_history_order_shape_every_text(ray_session, tmp_path):
+    """model.text reaches the stored item texts, the profiles and stats.json (which evaluation and
+    training check their configs against)."""
+    text = TextConfig(fields=["genres", "title"], labels=True, history_order="oldest-first")
+    out = preprocess(_generic_config(tmp_path, profile_items=2), scene_prefix=True, text=text).processed_dir
+    test = load_examples(out, "test").set_index("user_id")
+    assert test.loc["u1", "profile_text"] == "genres: Comedy. title: Beta | genres: Action. title: Gamma | shop"
+    assert test.loc["u1", "target_text"] == "shop: title: Delta"
+    assert load_items(out).set_index("item_id").loc["i1", "text"] == "shop: genres: Drama. title: Alpha"
+    assert processed_text(out) == text
 
 
 def _official(datasets_dir, split: str) -> list[tuple[str, str, str]]:

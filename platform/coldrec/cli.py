@@ -37,7 +37,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     init_ray(args.address)
-    result = preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix)
+    result = preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix, text=cfg.model.text)
     print(json.dumps(result.counts, indent=2))
 
 

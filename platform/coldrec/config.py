@@ -9,7 +9,7 @@ only where Ray requires it and rebuilds the typed model at once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -88,6 +88,57 @@ class IdEmbeddingConfig(_Strict):
     lr: float = Field(default=1e-3, gt=0)
 
 
+# An item's text fields, in coldrec.data.schema.ITEM_TEXT_FIELDS order (a test keeps the two equal).
+ItemField = Literal["title", "categories", "brand", "description", "genres", "year"]
+HistoryOrder = Literal["newest-first", "oldest-first"]
+
+
+class TextTemplate(_Strict):
+    """How an item's fields become its text (``coldrec.text.render_item_text``).
+
+    The defaults are the rendering coldrec has always used: every field, title first, joined
+    by ". ", without names and uncut. Profiles join these texts, so a template shapes both towers.
+    """
+
+    fields: list[ItemField] = Field(default_factory=lambda: list(get_args(ItemField)), min_length=1)
+    labels: bool = False  # "brand: Acme" instead of "Acme"
+    # Per-field character cap, cut at a word boundary: a long description can otherwise fill the
+    # token budget before the brand or, in a profile, before the next item.
+    max_chars: dict[ItemField, int] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _once(cls, fields: list[str]) -> list[str]:
+        if len(set(fields)) != len(fields):
+            raise ValueError(f"a field is listed twice: {fields}")
+        return fields
+
+    @field_validator("max_chars")
+    @classmethod
+    def _positive(cls, caps: dict[str, int]) -> dict[str, int]:
+        bad = {name: n for name, n in caps.items() if n < 1}
+        if bad:
+            raise ValueError(f"max_chars must be at least 1: {bad}")
+        return caps
+
+
+class TextConfig(TextTemplate):
+    """Item templates (this one, or a scene's own in ``scenes``) and the profile's history order.
+
+    ``history_order``: "newest-first" writes the user's words, then the recent items newest first,
+    and the token budget cuts the oldest at the end. "oldest-first" writes the items in the order
+    they happened, then the user's words, then the scene (with ``model.scene_prefix``), and the user
+    tower cuts its token budget from the left, so the oldest items are still the ones that fall off.
+    The template and order are saved in the checkpoint, so serving renders what training saw.
+    """
+
+    history_order: HistoryOrder = "newest-first"
+    scenes: dict[str, TextTemplate] = Field(default_factory=dict)  # scene name -> its whole template
+
+    def template(self, scene: str | None) -> TextTemplate:
+        return self.scenes.get(scene or "", self)
+
+
 class ModelConfig(_Strict):
     backbone: str = DEFAULT_BACKBONE  # "minilm", a Hugging Face model directory, or a hub name cached locally
     max_user_tokens: int = 128
@@ -97,6 +148,7 @@ class ModelConfig(_Strict):
     scene_prefix: bool = False
     lora: LoraConfig | None = None  # train low-rank adapters (peft) instead of the whole backbone
     id_embedding: IdEmbeddingConfig | None = None  # warm items: text vector + a learned ID vector
+    text: TextConfig = Field(default_factory=TextConfig)  # item templates and history order (coldrec.text)
 
 
 class TrainConfig(_Strict):

@@ -46,7 +46,7 @@ def run_demo(cfg: PipelineConfig | None = None, overrides: list[str] | None = No
         cfg.data.path = str(fetch_dataset("ml-100k"))
     init_ray()
     print("[2/6] preprocessing with Ray Data")
-    result = preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix)
+    result = preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix, text=cfg.model.text)
     print(f"      {result.counts}")
     print("[3/6] fine-tuning the profile model with Ray Train")
     trained = train(cfg)

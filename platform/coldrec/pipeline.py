@@ -17,7 +17,7 @@ def run_pipeline(cfg: PipelineConfig, build_index_too: bool = False, skip_prepro
     timings: dict[str, float] = {}
     start = time.perf_counter()
     if not skip_preprocess:
-        preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix)
+        preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix, text=cfg.model.text)
     timings["preprocess_s"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     trained = train(cfg)

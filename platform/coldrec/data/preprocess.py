@@ -27,7 +27,7 @@ import ray
 from pydantic import BaseModel
 from ray.data.expressions import col
 
-from coldrec.config import DataConfig
+from coldrec.config import DataConfig, TextConfig
 from coldrec.data.fetch import resolve_source_dir
 from coldrec.data.readers import DataError, read_source
 from coldrec.data.schema import (
@@ -88,6 +88,7 @@ def _user_rows(
     profile_items: int,
     min_interactions: int,
     scene_prefix: bool,
+    order: str = "newest-first",
 ) -> pa.Table:
     """One user's checked rows -> rejected rows, kept interactions and leave-one-out examples.
 
@@ -128,7 +129,8 @@ def _user_rows(
     for t in range(1, n):
         history = sequence[max(0, t - max_history) : t]
         recent = [plain_texts[h] for h in reversed(history)]
-        profile = render_profile_text(recent, max_items=profile_items, scene=scene if scene_prefix else None)
+        profile = render_profile_text(recent, max_items=profile_items, scene=scene if scene_prefix else None,
+                                      order=order)
         split = "test" if t == n - 1 else "valid" if t == n - 2 else "train"
         emit("example", user_id=user, scene=scene, history=history, target=sequence[t], split=split,
              profile_text=profile, target_text=texts[sequence[t]])  # fmt: skip
@@ -206,11 +208,13 @@ def _table_counts(tally: Counter, kept_kind: str) -> dict:
     return {"kept": kept, "rejected": sum(by_reason.values()), "rejected_by_reason": by_reason}
 
 
-def preprocess(cfg: DataConfig, scene_prefix: bool = False) -> PreprocessResult:
+def preprocess(cfg: DataConfig, scene_prefix: bool = False, text: TextConfig | None = None) -> PreprocessResult:
     """Read ``cfg.dataset``, validate, build examples; (over)write ``cfg.processed_dir``.
 
-    ``scene_prefix`` (``model.scene_prefix``) prepends the scene to item and profile texts.
+    ``scene_prefix`` (``model.scene_prefix``) prepends the scene to item and profile texts;
+    ``text`` (``model.text``) gives the item templates and the profiles' history order.
     """
+    text = text or TextConfig()
     folder = resolve_source_dir(cfg)
     source = read_source(cfg, folder)
     out = cfg.processed_dir.resolve()  # Ray workers may run in another directory
@@ -218,7 +222,7 @@ def preprocess(cfg: DataConfig, scene_prefix: bool = False) -> PreprocessResult:
 
     # Checked tables are materialized: their row counts are the input counts (checks are 1:1).
     checked_items = _run(
-        source.items.map_batches(check_items, batch_format="pyarrow", fn_kwargs={"scene_prefix": scene_prefix}),
+        source.items.map_batches(check_items, batch_format="pyarrow", fn_kwargs={"scene_prefix": scene_prefix, "text": text}),
         f"{cfg.dataset} items in {folder}",
     )
     items = checked_items.groupby("item_id", num_partitions=SHUFFLE_PARTITIONS).map_groups(
@@ -228,7 +232,7 @@ def preprocess(cfg: DataConfig, scene_prefix: bool = False) -> PreprocessResult:
     catalog = catalog.take_all()  # small: a few thousand items here
     texts = {row["item_id"]: row["text"] for row in catalog}
     # Profiles join unprefixed item texts: render_profile_text adds the scene once, in front.
-    plain_texts = {row["item_id"]: render_item_text(row, False) for row in catalog}
+    plain_texts = {row["item_id"]: render_item_text(row, False, text) for row in catalog}
     item_tally = _write_all(
         items, [("item", None, out / "items", ITEM_OUT_SCHEMA), ("rejected", None, out / "rejected", REJECT_SCHEMA)]
     )
@@ -257,6 +261,7 @@ def preprocess(cfg: DataConfig, scene_prefix: bool = False) -> PreprocessResult:
                 "profile_items": cfg.profile_items,
                 "min_interactions": cfg.min_user_interactions,
                 "scene_prefix": scene_prefix,
+                "order": text.history_order,
             },
         )
         .materialize()
@@ -284,6 +289,7 @@ def preprocess(cfg: DataConfig, scene_prefix: bool = False) -> PreprocessResult:
         "scene": cfg.scene_name,
         "source_dir": str(folder),
         "scene_prefix": scene_prefix,
+        "text": text.model_dump(),
         "settings": cfg.model_dump(include={"max_history", "profile_items", "min_user_interactions", "min_rating"}),
         "items": {"input": item_input, **item_counts},
         "interactions": {"input": inter_input, **inter_counts},

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from coldrec.config import TextConfig
 from coldrec.data.schema import SPLITS
 
 
@@ -30,3 +31,21 @@ def load_examples(processed_dir: str | Path, split: str) -> pd.DataFrame:
 
 def load_stats(processed_dir: str | Path) -> dict:
     return json.loads((Path(processed_dir) / "stats.json").read_text())
+
+
+def processed_text(processed_dir: str | Path) -> TextConfig:
+    """The item templates and history order the folder's texts were rendered with (``model.text``
+    at preprocess time; the defaults for folders written before it was recorded)."""
+    return TextConfig.model_validate(load_stats(processed_dir).get("text") or {})
+
+
+def check_text(processed_dir: str | Path, text: TextConfig) -> None:
+    """Fail when the folder's texts were rendered with another ``model.text`` than ``text``: a model
+    trained or scored on them would record, and serve with, a template it never saw."""
+    made = processed_text(processed_dir)
+    if made != text:
+        changed = sorted(k for k, v in text.model_dump().items() if made.model_dump().get(k) != v)
+        raise ValueError(
+            f"{processed_dir} was preprocessed with other model.text settings ({', '.join(changed)} differ): "
+            "run `coldrec preprocess` with this config first"
+        )

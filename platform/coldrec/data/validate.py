@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from coldrec.config import TextConfig
 from coldrec.data.schema import ITEM_TEXT_FIELDS
 from coldrec.text import render_item_text
 
@@ -127,13 +128,13 @@ def check_interactions(
     )
 
 
-def check_items(batch: pa.Table, scene_prefix: bool = False) -> pa.Table:
-    """Typed items + rendered ``text`` + ``position``, ``source``, ``reason``, ``row``."""
+def check_items(batch: pa.Table, scene_prefix: bool = False, text: TextConfig | None = None) -> pa.Table:
+    """Typed items + ``text`` rendered by ``text``'s templates + ``position``, ``source``, ``reason``, ``row``."""
     frame = batch.to_pandas()
     item = frame["item_id"].fillna("").str.strip()
     records = frame.to_dict("records")
-    texts = [render_item_text(r, scene_prefix) for r in records]
-    bare = [render_item_text(r, False) for r in records]  # without the scene: is there any text?
+    texts = [render_item_text(r, scene_prefix, text) for r in records]
+    bare = [render_item_text(r, False, text) for r in records]  # without the scene: is there any text?
     checks = [((item == "").to_numpy(), MISSING_ITEM), (np.array([t == "" for t in bare], bool), MISSING_TEXT)]
     reason = _first_reason(checks, len(frame))
     columns = {"item_id": pa.array(item, pa.string()), "scene": batch.column("scene")}

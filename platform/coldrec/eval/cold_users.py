@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from coldrec.config import PipelineConfig
+from coldrec.config import PipelineConfig, TextConfig
 from coldrec.data.processed import load_examples
 from coldrec.eval.examples import plain_item_texts, profile, sample_users, sequences
 from coldrec.eval.runner import EvalData
@@ -76,16 +76,18 @@ def free_text_description(history: Sequence[str], target: str, items: pd.DataFra
 
 
 def free_text_examples(examples: pd.DataFrame, items: pd.DataFrame, profile_items: int,
-                       scene: str | None = None) -> pd.DataFrame:
+                       scene: str | None = None, text: TextConfig | None = None) -> pd.DataFrame:
     """Bucket "0" made of other examples (validation's: what the fused method learns its weights for
     free text alone on, :mod:`coldrec.rank.free_text`). Per example, its history's
     :func:`free_text_description` (the target's text is never read) becomes ``free_text`` and the
-    profile, and the history is emptied; examples whose description is empty are dropped."""
-    fields, texts = _description_fields(items), plain_item_texts(items)
+    profile, and the history is emptied; examples whose description is empty are dropped. ``text``:
+    the processed folder's templates and history order."""
+    fields = _description_fields(items)
+    order = (text or TextConfig()).history_order
     free = [free_text_description(h, t, fields) for h, t in zip(examples["history"], examples["target"])]
     out = examples.assign(free_text=free)
     out = out[out["free_text"] != ""].reset_index(drop=True)
-    out["profile_text"] = [profile([], texts, profile_items, scene, f) for f in out["free_text"]]
+    out["profile_text"] = [profile([], {}, profile_items, scene, f, order) for f in out["free_text"]]
     out["history"] = [[] for _ in range(len(out))]
     return out
 
@@ -115,19 +117,21 @@ def bucket_queries(seqs: pd.Series, max_history: int, truncate: bool = True) -> 
 
 
 def cold_user_data(cfg: PipelineConfig, items: pd.DataFrame, inter: pd.DataFrame, scene_prefix: bool = False,
-                   truncate: bool = True, protocol: str = "cold-users") -> EvalData:
-    """EvalData over a fixed sample of ``eval.max_users`` users; trains on the leave-one-out train split."""
+                   truncate: bool = True, protocol: str = "cold-users", text: TextConfig | None = None) -> EvalData:
+    """EvalData over a fixed sample of ``eval.max_users`` users; trains on the leave-one-out train split.
+    ``text``: the templates and history order the processed folder was rendered with."""
+    text = text or TextConfig()
     pdir = cfg.data.processed_dir
     seqs = sequences(inter)
     seqs = seqs[seqs.index.isin(sample_users(seqs.index, cfg.eval.max_users, cfg.eval.seed))]
     queries = bucket_queries(seqs, cfg.data.max_history, truncate)
-    texts = plain_item_texts(items)
+    texts = plain_item_texts(items, text)
     fields = _description_fields(items)
     scene = cfg.data.scene_name if scene_prefix else None
     free = [free_text_description(full, t[0], fields) if b == "0" else None
             for b, full, t in zip(queries["bucket"], queries["full_history"], queries["targets"])]
     queries["free_text"] = free
-    queries["profile_text"] = [profile(h, texts, cfg.data.profile_items, scene, f)
+    queries["profile_text"] = [profile(h, texts, cfg.data.profile_items, scene, f, text.history_order)
                                for h, f in zip(queries["history"], free)]
     queries = queries.drop(columns=["full_history"])
     facts = {"truncate": truncate, "users": int(queries["user_id"].nunique()),
@@ -135,4 +139,4 @@ def cold_user_data(cfg: PipelineConfig, items: pd.DataFrame, inter: pd.DataFrame
     valid = load_examples(pdir, "valid")
     return EvalData(dataset=cfg.data.scene_name, protocol=protocol, items=items,
                     train=load_examples(pdir, "train"), test=queries, valid=valid, facts=facts,
-                    free_text_valid=free_text_examples(valid, items, cfg.data.profile_items, scene))
+                    free_text_valid=free_text_examples(valid, items, cfg.data.profile_items, scene, text))

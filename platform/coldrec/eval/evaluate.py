@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from coldrec.config import PipelineConfig
-from coldrec.data.processed import load_examples, load_items
+from coldrec.data.processed import check_text, load_examples, load_items
 from coldrec.eval.examples import leave_one_out_training
 from coldrec.eval.metrics import rank_metrics, target_ranks
 from coldrec.eval.scorers import Scorer, encoder_scorer, popularity_scorer
@@ -95,6 +95,8 @@ def _build_scorer(method: str, cfg: PipelineConfig, items: pd.DataFrame, train: 
 
 def evaluate(cfg: PipelineConfig, model_path: str | None = None) -> EvalReport:
     pdir = cfg.data.processed_dir
+    if (pdir / "stats.json").exists():
+        check_text(pdir, cfg.model.text)  # the untrained encoder reads model.text beside the folder's profiles
     items = load_items(pdir).sort_values("item_id", kind="stable").reset_index(drop=True)
     position = {item_id: i for i, item_id in enumerate(items["item_id"])}
     examples = load_examples(pdir, cfg.eval.split)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coldrec.config import EvalConfig
+from coldrec.config import EvalConfig, HistoryOrder, TextConfig
 from coldrec.data.processed import load_examples
 from coldrec.text import render_item_text, render_profile_text
 
@@ -37,16 +37,17 @@ def leave_one_out_training(processed_dir: str | Path, cfg: EvalConfig,
     return pd.concat([train, valid], ignore_index=True), train
 
 
-def plain_item_texts(items: pd.DataFrame) -> dict[str, str]:
-    """item_id -> item text without a scene prefix: what profiles join (as preprocess does)."""
-    return {row["item_id"]: render_item_text(row, False) for row in items.to_dict("records")}
+def plain_item_texts(items: pd.DataFrame, text: TextConfig | None = None) -> dict[str, str]:
+    """item_id -> item text without a scene prefix: what profiles join (as preprocess does, with
+    the folder's templates: :func:`coldrec.data.processed.processed_text`)."""
+    return {row["item_id"]: render_item_text(row, False, text) for row in items.to_dict("records")}
 
 
 def profile(history: Sequence[str], texts: dict[str, str], profile_items: int, scene: str | None,
-            free_text: str | None = None) -> str:
-    """The user tower's input for a history (oldest first): newest items first, then truncated."""
+            free_text: str | None = None, order: HistoryOrder = "newest-first") -> str:
+    """The user tower's input for a history (oldest first), as preprocess renders it."""
     return render_profile_text([texts.get(h, "") for h in reversed(list(history))], free_text=free_text,
-                               max_items=profile_items, scene=scene)
+                               max_items=profile_items, scene=scene, order=order)
 
 
 def sequences(inter: pd.DataFrame) -> pd.Series:

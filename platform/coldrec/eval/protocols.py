@@ -22,7 +22,7 @@ import logging
 import pandas as pd
 
 from coldrec.config import PipelineConfig
-from coldrec.data.processed import load_examples, load_items, load_stats
+from coldrec.data.processed import check_text, load_examples, load_items, load_stats
 from coldrec.eval.cold_users import cold_user_data
 from coldrec.eval.examples import leave_one_out_training, load_interactions
 from coldrec.eval.methods import Methods
@@ -63,9 +63,10 @@ def build_protocol(name: str, cfg: PipelineConfig, items: pd.DataFrame | None = 
     if name == "leave-one-out":
         return leave_one_out_data(cfg, items, label or name)
     if name == "time-split":
-        return time_split_data(cfg, items, load_interactions(pdir), scene_prefix, label or name)
+        return time_split_data(cfg, items, load_interactions(pdir), scene_prefix, label or name, cfg.model.text)
     if name == "cold-users":
-        return cold_user_data(cfg, items, load_interactions(pdir), scene_prefix, protocol=label or name)
+        return cold_user_data(cfg, items, load_interactions(pdir), scene_prefix, protocol=label or name,
+                              text=cfg.model.text)
     raise ValueError(f"unknown protocol {name!r}; choose from {PROTOCOLS}")
 
 
@@ -85,6 +86,11 @@ def run_protocols(cfg: PipelineConfig, model_path: str | None = None, protocols:
     methods = [m for m in (methods or cfg.eval.methods) if m != "finetuned" or model_path]
     factory = factory or Methods(cfg.eval, cfg.model, model_path)
     cross = trained_on is not None and cfg.data.scene_name not in trained_on
+    if (cfg.data.processed_dir / "stats.json").exists():
+        # Profiles are rendered with model.text, which the untrained encoder reads too: it must be
+        # what the folder was preprocessed with (a protocol the data cannot give is skipped below,
+        # this is a config error and fails the run).
+        check_text(cfg.data.processed_dir, cfg.model.text)
     results: dict[str, RunResult] = {}
     for name in protocols:
         label = "cross-scene" if cross and name == "leave-one-out" else name

@@ -39,6 +39,9 @@ class QualityRun(BaseModel):
     # Tells this run's model apart from another run's on the same dataset: its "finetuned" and
     # "fused" rows are named "<method>:<label>" (e.g. single-scene against joint models).
     label: str | None = None
+    # The methods whose rows take the label; runs that differ in their data, not their model (a text
+    # template, a history length), label the untrained encoder's rows too.
+    label_methods: list[str] = Field(default_factory=lambda: ["finetuned", "fused"])
 
 
 class QualityTableConfig(BaseModel):
@@ -84,7 +87,7 @@ def run_quality_table(table: QualityTableConfig) -> tuple[list[dict], list[dict]
             from coldrec.runtime import init_ray
 
             init_ray()
-            preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix)
+            preprocess(cfg.data, scene_prefix=cfg.model.scene_prefix, text=cfg.model.text)
         model_path = _model_path(run, cfg)
         methods = run.methods or cfg.eval.methods
         if "finetuned" in methods and not model_path:
@@ -95,7 +98,7 @@ def run_quality_table(table: QualityTableConfig) -> tuple[list[dict], list[dict]
             for row in result.rows:
                 own_model = row["method"] in ("finetuned", "fused")
                 row = {**row, "model": model_path if own_model else None}
-                if own_model and run.label:
+                if run.label and row["method"] in run.label_methods:
                     row["method"] = f"{row['method']}:{run.label}"
                 if protocol in BUCKETLESS and row["bucket"] == "all":
                     row.pop("bucket")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from coldrec.config import PipelineConfig
+from coldrec.config import PipelineConfig, TextConfig
 from coldrec.eval.examples import plain_item_texts, profile, sample_users, sequence_examples, sequences
 from coldrec.eval.runner import EvalData
 
@@ -46,26 +46,30 @@ def split_queries(inter: pd.DataFrame, cut: int, max_history: int, targets: str 
 
 
 def time_split_data(cfg: PipelineConfig, items: pd.DataFrame, inter: pd.DataFrame, scene_prefix: bool = False,
-                    protocol: str = "time-split") -> EvalData:
+                    protocol: str = "time-split", text: TextConfig | None = None) -> EvalData:
     """The protocol's EvalData: queries on a fixed sample of ``eval.max_users`` test users.
 
-    ``items`` in catalog order; ``inter`` from :func:`coldrec.eval.examples.load_interactions`.
+    ``items`` in catalog order; ``inter`` from :func:`coldrec.eval.examples.load_interactions`;
+    ``text``: the templates and history order the processed folder was rendered with.
     """
+    text = text or TextConfig()
     ev, max_history = cfg.eval, cfg.data.max_history
     cut = cut_time(inter, ev.time_quantile)
     train_inter = inter[inter["timestamp"] < cut]
     queries = split_queries(inter, cut, max_history, ev.time_targets)
     keep = set(sample_users(queries["user_id"], ev.max_users, ev.seed))
     queries = queries[queries["user_id"].isin(keep)].reset_index(drop=True)
-    texts = plain_item_texts(items)
+    texts = plain_item_texts(items, text)
     scene = cfg.data.scene_name if scene_prefix else None
-    queries["profile_text"] = [profile(h, texts, cfg.data.profile_items, scene) for h in queries["history"]]
+    order = text.history_order
+    queries["profile_text"] = [profile(h, texts, cfg.data.profile_items, scene, order=order) for h in queries["history"]]
 
     # Validation: the same split inside the training period.
     inner_cut = cut_time(train_inter, ev.time_quantile)
     valid = split_queries(train_inter, inner_cut, max_history, "first")
     valid = valid.assign(target=[t[0] for t in valid["targets"]],
-                         profile_text=[profile(h, texts, cfg.data.profile_items, scene) for h in valid["history"]])
+                         profile_text=[profile(h, texts, cfg.data.profile_items, scene, order=order)
+                                       for h in valid["history"]])
 
     seen = items["item_id"].isin(set(train_inter["item_id"])).to_numpy()  # (items,)
     cold_ids = set(items.loc[~seen, "item_id"])

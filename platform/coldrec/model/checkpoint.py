@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from coldrec.config import DataConfig, ModelConfig
+from coldrec.config import DataConfig, ModelConfig, TextConfig
 
 SETTINGS_FILE = "coldrec.json"
 
@@ -29,6 +29,7 @@ class EncoderSettings(BaseModel):
     scene_prefix: bool = False
     profile_items: int = 10
     temperature: float = 0.05
+    text: TextConfig = TextConfig()  # item templates and history order; absent in older checkpoints: the defaults
     version: str = "untrained"
     metrics: dict[str, Any] = {}
 
@@ -41,6 +42,7 @@ class EncoderSettings(BaseModel):
             scene_prefix=model.scene_prefix,
             profile_items=(data or DataConfig()).profile_items,
             temperature=model.temperature,
+            text=model.text,
             **extra,
         )
 

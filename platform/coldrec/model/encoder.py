@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coldrec.config import ModelConfig
+from coldrec.config import HistoryOrder, ModelConfig
 from coldrec.model.backbone import load_backbone
 from coldrec.model.checkpoint import EncoderSettings, is_checkpoint, load_settings
 from coldrec.model.id_embedding import IdTable
@@ -47,6 +47,21 @@ def encode_texts(
     return out
 
 
+def profile_tokenizer(tokenizer, order: HistoryOrder):
+    """The tokenizer for profile texts: ``tokenizer`` itself for "newest-first" histories, or a copy
+    that truncates from the left for "oldest-first" ones (whose newest items are at the end).
+
+    A copy, not a changed attribute: item texts, tokenized by the same tokenizer meanwhile (a Serve
+    replica encodes catalog edits beside queries), must keep their titles."""
+    if order != "oldest-first":
+        return tokenizer
+    import copy
+
+    left = copy.deepcopy(tokenizer)
+    left.truncation_side = "left"
+    return left
+
+
 def pick_device(device: str | None = None) -> torch.device:
     if device:
         return torch.device(device)
@@ -57,6 +72,7 @@ class TextEncoder:
     def __init__(self, tokenizer, model: TwoTowerModel, settings: EncoderSettings, device: torch.device,
                  ids: IdTable | None = None):
         self.tokenizer = tokenizer
+        self.user_tokenizer = profile_tokenizer(tokenizer, settings.text.history_order)
         self.model = model.to(device).eval()
         self.settings = settings
         self.device = device
@@ -86,10 +102,11 @@ class TextEncoder:
     def version(self) -> str:
         return self.settings.version
 
-    def _encode(self, texts: list[str], max_tokens: int, batch_size: int) -> np.ndarray:
+    def _encode(self, texts: list[str], max_tokens: int, batch_size: int, tokenizer=None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return encode_texts(self.model.encode, self.tokenizer, texts, max_tokens, batch_size, self.device).cpu().numpy()
+        tokenizer = tokenizer or self.tokenizer
+        return encode_texts(self.model.encode, tokenizer, texts, max_tokens, batch_size, self.device).cpu().numpy()
 
     def encode_items(self, texts: list[str], batch_size: int = 64, item_ids: list[str] | None = None,
                      scenes: list[str] | None = None) -> np.ndarray:
@@ -102,4 +119,4 @@ class TextEncoder:
         return self.ids.apply(vectors, [str(i) for i in item_ids], None if scenes is None else [str(s) for s in scenes])
 
     def encode_users(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        return self._encode(list(texts), self.settings.max_user_tokens, batch_size)
+        return self._encode(list(texts), self.settings.max_user_tokens, batch_size, self.user_tokenizer)

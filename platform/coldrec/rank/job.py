@@ -95,12 +95,12 @@ def _fit_text_weights(cfg: PipelineConfig, signals: BehaviourSignals, encoder, v
     ``eval.fused_free_text`` is off or no example can be described."""
     if not cfg.eval.fused_free_text or valid.empty or not item_ids:
         return None, None
-    from coldrec.data.processed import load_items, load_stats
+    from coldrec.data.processed import load_items, load_stats, processed_text
     from coldrec.eval.cold_users import free_text_examples
 
     pdir = cfg.data.processed_dir
     scene = cfg.data.scene_name if load_stats(pdir).get("scene_prefix") else None  # profiles as preprocess made them
-    queries = free_text_examples(valid, load_items(pdir), cfg.data.profile_items, scene)
+    queries = free_text_examples(valid, load_items(pdir), cfg.data.profile_items, scene, processed_text(pdir))
     if queries.empty:
         return None, None
     return fit_text_fusion(signals, encoder, vectors, item_ids, queries, lexical, lexical_rows,

@@ -119,6 +119,7 @@ def build_app(args: AppArgs) -> Application:
         model_version=meta["model_version"],
         profile_items=int(settings.get("profile_items", 10)),
         scene_prefix=bool(settings.get("scene_prefix", False)),
+        text=settings.get("text"),
         default_scene=meta.get("scene"),
         max_k=args.max_k,
         max_text_chars=args.max_text_chars,

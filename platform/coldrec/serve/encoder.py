@@ -34,6 +34,7 @@ class ProfileEncoder:
             max_user_tokens=settings.get("max_user_tokens", 128),
             max_item_tokens=settings.get("max_item_tokens", 64),
             scene_prefix=settings.get("scene_prefix", False),
+            text=settings.get("text") or {},
         )
         self.encoder = TextEncoder.load(model_path, model_config=model_config)
         if expected_dim is not None and self.encoder.dim != expected_dim:

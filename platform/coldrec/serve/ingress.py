@@ -39,6 +39,7 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from coldrec.config import TextConfig
 from coldrec.serve.coalesce import Coalescer
 from coldrec.serve.errors import error_responses, install_error_handlers, invalid
 from coldrec.serve.metrics import batch_recorder, install_metrics
@@ -48,7 +49,7 @@ from coldrec.serve.state_schemas import (
     CatalogWrite, EventIn, EventStored, ItemFields, ItemIn, SimilarItem, SimilarResponse, UserProfile,
 )  # fmt: skip
 from coldrec.store import Store, open_store
-from coldrec.text import render_item_text, render_profile_text
+from coldrec.text import render_item_text, render_profile_text, strip_scene_prefix
 
 api = FastAPI(title="coldrec", description="Cold-start recommendations from text, clicked items and user events.")
 install_error_handlers(api)
@@ -96,6 +97,7 @@ class Ingress:
         model_version: str,
         profile_items: int = 10,
         scene_prefix: bool = False,
+        text: dict[str, Any] | None = None,
         default_scene: str | None = None,
         max_k: int = 100,
         max_text_chars: int = 2000,
@@ -111,6 +113,7 @@ class Ingress:
         self.model_version = model_version
         self.profile_items = profile_items
         self.scene_prefix = scene_prefix
+        self.text = TextConfig.model_validate(text or {})  # the model's item templates and history order
         self.default_scene = default_scene
         self.max_k = max_k
         self.max_text_chars = max_text_chars
@@ -240,7 +243,11 @@ class Ingress:
     async def _put_item(self, item_id: str, fields: ItemFields) -> CatalogWrite:
         row: dict[str, Any] = {"item_id": item_id, **fields.model_dump(exclude={"item_id"})}
         row["scene"] = row["scene"] or self.default_scene
-        row["text"] = render_item_text(row, self.scene_prefix)
+        if not render_item_text(row, False, self.text):
+            fields = self.text.template(row["scene"]).fields
+            raise invalid(("body",), f"the model's text template for scene {row['scene']!r} reads {fields}, "
+                                     "and this item has none of them")
+        row["text"] = render_item_text(row, self.scene_prefix, self.text)
         vectors = await self.encoder.encode_items.remote([row["text"]], [item_id], [row["scene"] or ""])  # (1, dim)
         seq = await self._call(lambda store: store.put_item(row, vectors[0], self.model_version))
         await self._wrote()
@@ -274,8 +281,8 @@ class Ingress:
         history = await self._history(user_id)
         ids = list(dict.fromkeys(e.item_id for e in history))
         known = await self.retriever.lookup.remote(ids)
-        texts = [known[i]["text"] for i in ids if i in known]
-        profile = render_profile_text(texts, max_items=self.profile_items)
+        texts = [self._plain_text(known[i]) for i in ids if i in known]
+        profile = render_profile_text(texts, max_items=self.profile_items, order=self.text.history_order)
         events = [dataclasses.asdict(e) for e in history]
         return UserProfile(**summarize(user_id, events, known, profile_text=profile))
 
@@ -307,8 +314,14 @@ class Ingress:
         if self.scene_prefix:
             newest = known[item_ids[0]]["scene"] if item_ids else ""
             scene = request.scene or newest or self.default_scene
-        texts = [known[i]["text"] for i in item_ids]
-        return render_profile_text(texts, free_text=request.text, max_items=self.profile_items, scene=scene)
+        texts = [self._plain_text(known[i]) for i in item_ids]
+        return render_profile_text(texts, free_text=request.text, max_items=self.profile_items, scene=scene,
+                                   order=self.text.history_order)
+
+    def _plain_text(self, row: dict[str, Any]) -> str:
+        """A catalog row's text as profiles join it: without the scene prefix its index text carries
+        when the model uses one (training's profiles put the scene once, in front)."""
+        return strip_scene_prefix(row["text"], row.get("scene")) if self.scene_prefix else row["text"]
 
     async def _known_scenes(self, wanted: str) -> set[str]:
         # Items added at run time may bring a new scene: ask the retriever again before refusing.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from coldrec.config import HistoryOrder
 from coldrec.data.processed import load_examples, load_items
 from coldrec.eval.cold_users import free_text_description
 from coldrec.eval.examples import sample_users
@@ -44,14 +45,15 @@ def request_bodies(processed_dir: str | Path, n: int = 500, max_ids: int = 10, k
 
 
 def profile_texts(bodies: list[dict[str, Any]], item_texts: dict[str, str], profile_items: int,
-                  scene: str | None = None) -> list[str]:
+                  scene: str | None = None, order: HistoryOrder = "newest-first") -> list[str]:
     """The user-tower input of each body, rendered as ``Ingress.recommend`` renders it.
 
-    ``item_texts``: item_id -> the index row's ``text`` (what the retriever's lookup returns);
-    ``scene``: the scene prefix when the model uses one (None otherwise).
+    ``item_texts``: item_id -> the index row's ``text`` without its scene prefix (what the Ingress
+    joins); ``scene``: the scene prefix when the model uses one (None otherwise); ``order``: the
+    model's history order (``model.text.history_order``).
     """
     return [
         render_profile_text([item_texts[i] for i in body.get("item_ids") or [] if i in item_texts],
-                            free_text=body.get("text"), max_items=profile_items, scene=scene)
+                            free_text=body.get("text"), max_items=profile_items, scene=scene, order=order)
         for body in bodies
     ]  # fmt: skip

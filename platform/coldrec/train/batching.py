@@ -57,23 +57,26 @@ class TokenizingCollate(NumpyBatchCollateFn):
     ``item_keys`` (int64 hashes of ``target``, and of ``scene`` when the batch has it).
     """
 
-    def __init__(self, tokenizer, max_user_tokens: int, max_item_tokens: int):
+    def __init__(self, tokenizer, max_user_tokens: int, max_item_tokens: int, user_tokenizer=None):
         if max_user_tokens <= 0 or max_item_tokens <= 0:
             raise ValueError("token budgets must be positive")
         self.tokenizer = tokenizer
+        # Profiles may truncate from the other side (coldrec.model.encoder.profile_tokenizer).
+        self.user_tokenizer = user_tokenizer or tokenizer
         self.max_user_tokens = max_user_tokens
         self.max_item_tokens = max_item_tokens
 
-    def _tokenize(self, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _tokenize(tokenizer, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
         # Pad to the longest row in this batch, not to the budget: short texts stay cheap.
-        return self.tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+        return tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         missing = [c for c in TRAIN_COLUMNS if c not in batch]
         if missing:
             raise KeyError(f"training batch lacks columns {missing}; has {sorted(batch)}")
-        user = self._tokenize(_texts(batch["profile_text"]), self.max_user_tokens)
-        item = self._tokenize(_texts(batch["target_text"]), self.max_item_tokens)
+        user = self._tokenize(self.user_tokenizer, _texts(batch["profile_text"]), self.max_user_tokens)
+        item = self._tokenize(self.tokenizer, _texts(batch["target_text"]), self.max_item_tokens)
         return {
             "user_input_ids": user["input_ids"],
             "user_attention_mask": user["attention_mask"],

@@ -28,6 +28,7 @@ from coldrec.config import PipelineConfig
 from coldrec.data.processed import load_examples, load_items
 from coldrec.model.backbone import load_backbone
 from coldrec.model.checkpoint import EncoderSettings, save_checkpoint
+from coldrec.model.encoder import profile_tokenizer
 from coldrec.model.id_embedding import ID_TABLE_FILE, IdVocab, load_id_state, read_targets, save_id_table
 from coldrec.model.lora import adapter_state, apply_lora, is_lora, load_adapter_state, merged_backbone
 from coldrec.model.loss import InfoNCELoss
@@ -249,7 +250,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         if tc.mixed_precision == "bf16" and device.type == "cuda"
         else contextlib.nullcontext()
     )
-    collate = TokenizingCollate(tokenizer, cfg.model.max_user_tokens, cfg.model.max_item_tokens)
+    user_tokenizer = profile_tokenizer(tokenizer, cfg.model.text.history_order)
+    collate = TokenizingCollate(tokenizer, cfg.model.max_user_tokens, cfg.model.max_item_tokens, user_tokenizer)
     shard = ray.train.get_dataset_shard("train")
     metric = recall_metric(tc.val_k)
     items = valid = None  # validation data lives on rank 0 only
@@ -321,6 +323,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                 recall = recall_at_k(
                     unwrapped, tokenizer, items, valid, tc.val_k,
                     cfg.model.max_user_tokens, cfg.model.max_item_tokens, device=device, id_vocab=vocab,
+                    user_tokenizer=user_tokenizer,
                 )
         recall = _from_rank0(recall)
         metrics = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, metric: recall}

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from coldrec.config import PipelineConfig, TrainConfig
+from coldrec.config import PipelineConfig, TextConfig, TrainConfig
+from coldrec.data.processed import check_text
 from coldrec.train.batching import TRAIN_COLUMNS
 from coldrec.train.loop import TRAIN_STATE_FILE, keys_with_scene, recall_metric, train_folders, train_loop_per_worker
 
@@ -60,10 +61,14 @@ def _with_absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
     return cfg.model_copy(update={"data": data, "model": model, "train": train})
 
 
-def check_inputs(processed: Path, train_only: bool = False) -> None:
+def check_inputs(processed: Path, train_only: bool = False, text: TextConfig | None = None) -> None:
     """Fail on the driver, with the folder's name, before any worker starts; ``train_only`` for
-    an extra dataset, which gives training examples only."""
+    an extra dataset, which gives training examples only; ``text``: the ``model.text`` the
+    folder's texts must have been rendered with."""
     import pyarrow.dataset as pads
+
+    if text is not None and (processed / "stats.json").is_file():
+        check_text(processed, text)
 
     needs = {"examples/train": TRAIN_COLUMNS, "examples/valid": ["profile_text", "target"], "items": ["item_id", "text"]}
     if train_only:
@@ -131,9 +136,9 @@ def train(cfg: PipelineConfig) -> TrainResult:
 
     cfg = _with_absolute_paths(cfg)
     tc, processed = cfg.train, cfg.data.processed_dir
-    check_inputs(processed)
+    check_inputs(processed, text=cfg.model.text)
     for extra in tc.extra_datasets:
-        check_inputs(Path(extra), train_only=True)
+        check_inputs(Path(extra), train_only=True, text=cfg.model.text)
     set_aside_previous_run(tc)
     train_data = training_dataset(cfg)
     warning = no_cpu_for_data_warning(ray.cluster_resources().get("CPU", 0.0), tc)

@@ -37,6 +37,7 @@ def recall_at_k(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     id_vocab: IdVocab | None = None,
+    user_tokenizer=None,
 ) -> float:
     """Fraction of ``examples`` whose ``target`` ranks in the top ``k`` of the catalog.
 
@@ -45,6 +46,7 @@ def recall_at_k(
     are left out (and counted in a printed note) rather than silently scored as misses.
     The model is put in eval mode for the pass and restored to its previous mode.
     With ``id_vocab`` (a model with an ID table), warm items get their ID vectors added.
+    ``user_tokenizer``: the profiles' tokenizer when it differs (``profile_tokenizer``).
     """
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
@@ -76,7 +78,8 @@ def recall_at_k(
             rows = torch.as_tensor(id_vocab.rows(catalog["item_id"].astype(str), scenes), device=item_emb.device)
             with torch.inference_mode():
                 item_emb = model.add_ids(item_emb, rows)
-        user_emb = encode_texts(model.user_tower, tokenizer, user_texts, max_user_tokens, batch_size, device)
+        user_emb = encode_texts(model.user_tower, user_tokenizer or tokenizer, user_texts, max_user_tokens, batch_size,
+                                device)
     finally:
         model.train(was_training)
 
