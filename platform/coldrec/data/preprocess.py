@@ -27,7 +27,7 @@ import ray
 from pydantic import BaseModel
 from ray.data.expressions import col
 
-from coldrec.config import DataConfig, TextConfig
+from coldrec.config import DataConfig, HistoryOrder, TextConfig
 from coldrec.data.fetch import resolve_source_dir
 from coldrec.data.readers import DataError, read_source
 from coldrec.data.schema import (
@@ -88,7 +88,7 @@ def _user_rows(
     profile_items: int,
     min_interactions: int,
     scene_prefix: bool,
-    order: str = "newest-first",
+    order: HistoryOrder = "newest-first",
 ) -> pa.Table:
     """One user's checked rows -> rejected rows, kept interactions and leave-one-out examples.
 
@@ -222,7 +222,8 @@ def preprocess(cfg: DataConfig, scene_prefix: bool = False, text: TextConfig | N
 
     # Checked tables are materialized: their row counts are the input counts (checks are 1:1).
     checked_items = _run(
-        source.items.map_batches(check_items, batch_format="pyarrow", fn_kwargs={"scene_prefix": scene_prefix, "text": text}),
+        source.items.map_batches(check_items, batch_format="pyarrow",
+                                 fn_kwargs={"scene_prefix": scene_prefix, "text": text}),
         f"{cfg.dataset} items in {folder}",
     )
     items = checked_items.groupby("item_id", num_partitions=SHUFFLE_PARTITIONS).map_groups(
