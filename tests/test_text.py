@@ -153,3 +153,18 @@ def test_ingress_refuses_an_item_with_none_of_its_templates_fields():
     with pytest.raises(HTTPException) as caught:  # before anything is encoded or stored
         asyncio.run(Ingress.func_or_class._put_item(ingress, "new", ItemFields(description="only words")))
     assert caught.value.status_code == 422 and "['title', 'year']" in str(caught.value.detail)
+
+
+def test_training_batches_cut_oldest_first_profiles_from_the_left(tiny_backbone):
+    import numpy as np
+
+    from coldrec.model.backbone import load_backbone
+    from coldrec.model.encoder import profile_tokenizer
+    from coldrec.train.batching import TokenizingCollate
+
+    tokenizer, _ = load_backbone(tiny_backbone)
+    collate = TokenizingCollate(tokenizer, 4, 4, profile_tokenizer(tokenizer, "oldest-first"))
+    text = "oldest keyboard | older mouse | newest monitor"
+    out = collate({"profile_text": np.array([text]), "target_text": np.array([text]), "target": np.array(["i1"])})
+    assert tokenizer.decode(out["user_input_ids"][0], skip_special_tokens=True) == "newest monitor"
+    assert tokenizer.decode(out["item_input_ids"][0], skip_special_tokens=True) == "oldest keyboard"
