@@ -102,3 +102,19 @@ def test_runs_that_differ_in_their_data_label_the_untrained_rows(tmp_path, tiny_
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(table))
     with pytest.raises(ValueError, match="preprocessed with other model.text"):
         run_quality_table(load_table_config(tmp_path / "other.yaml"))
+
+
+def test_cli_evaluates_the_protocols_of_one_config(tmp_path, tiny_backbone, capsys):
+    from coldrec.cli import main
+
+    _write_configs(tmp_path, tiny_backbone)
+    out = tmp_path / "rows.json"
+    args = ["evaluate", "--config", str(tmp_path / "office.yaml"), "--protocols", "time-split,cold-users",
+            "eval.max_users=20", "eval.methods=[popularity, untrained]", f"eval.output={out}"]
+    assert main(args) in (0, None)
+    rows = json.loads(out.read_text())
+    assert {(r["protocol"], r["method"]) for r in rows} == {
+        (p, m) for p in ("time-split", "cold-users") for m in ("popularity", "untrained")}
+    assert "### office / cold-users" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown"):
+        main(["evaluate", "--config", str(tmp_path / "office.yaml"), "--protocols", "random-split"])

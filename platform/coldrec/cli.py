@@ -4,7 +4,7 @@
     coldrec preprocess --config configs/ml-100k.yaml
     coldrec train      --config configs/ml-100k.yaml train.epochs=2
     coldrec index      --config configs/ml-100k.yaml
-    coldrec evaluate   --config configs/ml-100k.yaml
+    coldrec evaluate   --config configs/ml-100k.yaml [--protocols time-split,cold-users]
     coldrec serve      --config configs/ml-100k.yaml
     coldrec demo
 
@@ -67,12 +67,36 @@ def cmd_rerank(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.protocols:
+        _evaluate_protocols(args)
+        return
     from coldrec.eval.evaluate import evaluate
 
     cfg = _config(args)
     report = evaluate(cfg, model_path=args.model)
     print(report.table())
     print(f"written to {cfg.eval.output}")
+
+
+def _evaluate_protocols(args: argparse.Namespace) -> None:
+    """``--protocols``: the quality table's code (coldrec.eval.protocols) on this one config."""
+    from pathlib import Path
+
+    from coldrec.eval.protocols import PROTOCOLS
+    from coldrec.eval.table import QualityRun, QualityTableConfig, markdown, run_quality_table
+
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    unknown = sorted(set(protocols) - set(PROTOCOLS))
+    if unknown or not args.config:
+        raise SystemExit(f"--protocols takes a comma-separated list of {PROTOCOLS} and needs --config"
+                         + (f"; unknown: {unknown}" if unknown else ""))
+    run = QualityRun(config=args.config, overrides=args.overrides, model=args.model or "auto", protocols=protocols)
+    rows, notes = run_quality_table(QualityTableConfig(runs=[run]))
+    print(markdown(rows, notes))
+    out = Path(_config(args).eval.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"{len(rows)} rows written to {out}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -124,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     rerank = _stage(sub, "rerank", cmd_rerank,
                     "learn the reranker (item-kNN, popularity, freshness weights) on the validation split")
     rerank.add_argument("--index-dir", default=None, help="index folder (default: the latest index of the dataset)")
-    _stage(sub, "evaluate", cmd_evaluate, "full-ranking evaluation against baselines", model=True)
+    evaluate = _stage(sub, "evaluate", cmd_evaluate, "full-ranking evaluation against baselines", model=True)
+    evaluate.add_argument("--protocols", default=None,
+                          help="comma-separated: leave-one-out, time-split, cold-users (rows per bucket and "
+                               "target group, as benchmarks/quality_table.py); default: leave-one-out on eval.split")
     serve = _stage(sub, "serve", cmd_serve, "run the recommendation graph on Ray Serve until interrupted")
     serve.add_argument("--index-dir", default=None, help="index folder (default: the latest index of the dataset)")
     compact = sub.add_parser("compact", help="drop superseded catalog changes from a serving store's change log")
