@@ -168,3 +168,7 @@ def test_training_batches_cut_oldest_first_profiles_from_the_left(tiny_backbone)
     out = collate({"profile_text": np.array([text]), "target_text": np.array([text]), "target": np.array(["i1"])})
     assert tokenizer.decode(out["user_input_ids"][0], skip_special_tokens=True) == "newest monitor"
     assert tokenizer.decode(out["item_input_ids"][0], skip_special_tokens=True) == "oldest keyboard"
+
+
+def test_a_folder_without_stats_has_nothing_to_check(tmp_path):
+    check_text(tmp_path, TextConfig(labels=True))  # not written by coldrec preprocess: no error

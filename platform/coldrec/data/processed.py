@@ -41,7 +41,10 @@ def processed_text(processed_dir: str | Path) -> TextConfig:
 
 def check_text(processed_dir: str | Path, text: TextConfig) -> None:
     """Fail when the folder's texts were rendered with another ``model.text`` than ``text``: a model
-    trained or scored on them would record, and serve with, a template it never saw."""
+    trained or scored on them would record, and serve with, a template it never saw. A folder without
+    ``stats.json`` (not written by ``coldrec preprocess``) records nothing to check against."""
+    if not (Path(processed_dir) / "stats.json").is_file():
+        return
     made = processed_text(processed_dir)
     if made != text:
         changed = sorted(k for k, v in text.model_dump().items() if made.model_dump().get(k) != v)

@@ -95,8 +95,7 @@ def _build_scorer(method: str, cfg: PipelineConfig, items: pd.DataFrame, train: 
 
 def evaluate(cfg: PipelineConfig, model_path: str | None = None) -> EvalReport:
     pdir = cfg.data.processed_dir
-    if (pdir / "stats.json").exists():
-        check_text(pdir, cfg.model.text)  # the untrained encoder reads model.text beside the folder's profiles
+    check_text(pdir, cfg.model.text)  # the untrained encoder reads model.text beside the folder's profiles
     items = load_items(pdir).sort_values("item_id", kind="stable").reset_index(drop=True)
     position = {item_id: i for i, item_id in enumerate(items["item_id"])}
     examples = load_examples(pdir, cfg.eval.split)

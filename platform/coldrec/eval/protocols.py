@@ -86,11 +86,10 @@ def run_protocols(cfg: PipelineConfig, model_path: str | None = None, protocols:
     methods = [m for m in (methods or cfg.eval.methods) if m != "finetuned" or model_path]
     factory = factory or Methods(cfg.eval, cfg.model, model_path)
     cross = trained_on is not None and cfg.data.scene_name not in trained_on
-    if (cfg.data.processed_dir / "stats.json").exists():
-        # Profiles are rendered with model.text, which the untrained encoder reads too: it must be
-        # what the folder was preprocessed with (a protocol the data cannot give is skipped below,
-        # this is a config error and fails the run).
-        check_text(cfg.data.processed_dir, cfg.model.text)
+    # Profiles are rendered with model.text, which the untrained encoder reads too: it must be what
+    # the folder was preprocessed with (a protocol the data cannot give is skipped below, this is a
+    # config error and fails the run).
+    check_text(cfg.data.processed_dir, cfg.model.text)
     results: dict[str, RunResult] = {}
     for name in protocols:
         label = "cross-scene" if cross and name == "leave-one-out" else name

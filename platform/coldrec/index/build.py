@@ -121,9 +121,8 @@ def build_index(cfg: PipelineConfig, model_path: str | None = None) -> Path:
     items_dir = Path(cfg.data.processed_dir) / "items"
     if not items_dir.exists():
         raise FileNotFoundError(f"no catalog at {items_dir}: run preprocessing first")
-    if (Path(cfg.data.processed_dir) / "stats.json").exists():
-        # Serving renders new items with the model's templates: the catalog must have been rendered so too.
-        check_text(cfg.data.processed_dir, settings.text)
+    # Serving renders new items with the model's templates: the catalog must have been rendered so too.
+    check_text(cfg.data.processed_dir, settings.text)
     catalog, skipped = clean_catalog(load_items(cfg.data.processed_dir))
     if catalog.empty:
         raise ValueError(f"{items_dir} holds no indexable items (set aside: {skipped})")

@@ -67,7 +67,7 @@ def check_inputs(processed: Path, train_only: bool = False, text: TextConfig | N
     folder's texts must have been rendered with."""
     import pyarrow.dataset as pads
 
-    if text is not None and (processed / "stats.json").is_file():
+    if text is not None:
         check_text(processed, text)
 
     needs = {"examples/train": TRAIN_COLUMNS, "examples/valid": ["profile_text", "target"], "items": ["item_id", "text"]}
